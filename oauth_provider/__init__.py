@@ -1,0 +1,1 @@
+"""An OAuth2 / OpenID Connect provider for Django on oauthlib and jwcrypto."""

@@ -1,0 +1,535 @@
+"""The provider's models: applications (clients), grants, access, refresh and ID tokens.
+
+Each model has an abstract base and a concrete, swappable class, with the fields and relations of
+django-oauth-toolkit 3.x. On top of those, the indexes that a cleanup by expiry and a revocation by
+user or application need, so that neither scans a table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from contextlib import suppress
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, identify_hasher, make_password
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import models, router, transaction
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext_lazy as _
+from jwcrypto import jwk
+from jwcrypto.common import base64url_encode
+
+from .crypto import jwk_from_pem
+from .generators import generate_client_id, generate_client_secret
+from .scopes import get_scopes_backend
+from .settings import oauth2_settings
+
+logger = logging.getLogger(__name__)
+
+
+def is_hashed_secret(value: str) -> bool:
+    """True when ``value`` is in the format of one of Django's password hashers."""
+    if not value:
+        return False
+    try:
+        identify_hasher(value)
+    except ValueError:
+        return False
+    return True
+
+
+def token_checksum(raw_token: str) -> str:
+    """The indexed lookup key of a token: its SHA-256, so lookups never compare long text columns."""
+    return hashlib.sha256(raw_token.encode("utf-8")).hexdigest()
+
+
+class ClientSecretField(models.CharField):
+    """Hashes the secret with Django's password hashers on save, unless the row opts out."""
+
+    def pre_save(self, model_instance, add):
+        secret = getattr(model_instance, self.attname)
+        if getattr(model_instance, "hash_client_secret", True) and secret and not is_hashed_secret(secret):
+            secret = make_password(secret)
+            setattr(model_instance, self.attname, secret)
+        return super().pre_save(model_instance, add)
+
+
+class TokenChecksumField(models.CharField):
+    """Derived from the ``token`` column on every save."""
+
+    def pre_save(self, model_instance, add):
+        token = getattr(model_instance, "token", "")
+        if token:
+            setattr(model_instance, self.attname, token_checksum(token))
+        return super().pre_save(model_instance, add)
+
+
+def redirect_uri_scheme_errors(uris: list[str], allowed_schemes: list[str], field: str) -> list[str]:
+    """One message per URI that is malformed or whose scheme is not allowed."""
+    allowed = {s.lower() for s in allowed_schemes}
+    errors = []
+    for uri in uris:
+        parts = urlsplit(uri)
+        if not parts.scheme:
+            errors.append(f"{field}: {uri!r} is not an absolute URI")
+        elif parts.scheme.lower() not in allowed:
+            errors.append(
+                f"{field}: scheme {parts.scheme!r} of {uri!r} is not allowed "
+                f"(allowed: {', '.join(sorted(allowed))})"
+            )
+        elif parts.fragment:
+            errors.append(f"{field}: {uri!r} must not contain a fragment")
+        elif parts.scheme.lower() in ("http", "https") and not parts.netloc:
+            errors.append(f"{field}: {uri!r} has no host")
+    return errors
+
+
+class AbstractApplication(models.Model):
+    """A client registered with the provider (RFC 6749 section 2)."""
+
+    CLIENT_CONFIDENTIAL = "confidential"
+    CLIENT_PUBLIC = "public"
+    CLIENT_TYPES = (
+        (CLIENT_CONFIDENTIAL, _("Confidential")),
+        (CLIENT_PUBLIC, _("Public")),
+    )
+
+    GRANT_AUTHORIZATION_CODE = "authorization-code"
+    GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+    GRANT_IMPLICIT = "implicit"
+    GRANT_PASSWORD = "password"
+    GRANT_CLIENT_CREDENTIALS = "client-credentials"
+    GRANT_OPENID_HYBRID = "openid-hybrid"
+    GRANT_TYPES = (
+        (GRANT_AUTHORIZATION_CODE, _("Authorization code")),
+        (GRANT_DEVICE_CODE, _("Device code")),
+        (GRANT_IMPLICIT, _("Implicit")),
+        (GRANT_PASSWORD, _("Resource owner password-based")),
+        (GRANT_CLIENT_CREDENTIALS, _("Client credentials")),
+        (GRANT_OPENID_HYBRID, _("OpenID connect hybrid")),
+    )
+
+    NO_ALGORITHM = ""
+    RS256_ALGORITHM = "RS256"
+    HS256_ALGORITHM = "HS256"
+    ALGORITHM_TYPES = (
+        (NO_ALGORITHM, _("No OIDC support")),
+        (RS256_ALGORITHM, _("RSA with SHA-2 256")),
+        (HS256_ALGORITHM, _("HMAC with SHA-2 256")),
+    )
+
+    id = models.BigAutoField(primary_key=True)
+    client_id = models.CharField(max_length=100, unique=True, default=generate_client_id, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        related_name="%(app_label)s_%(class)s",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+    )
+    redirect_uris = models.TextField(blank=True, help_text=_("Allowed URIs list, space separated"))
+    post_logout_redirect_uris = models.TextField(
+        blank=True, default="", help_text=_("Allowed post logout URIs list, space separated")
+    )
+    client_type = models.CharField(max_length=32, choices=CLIENT_TYPES)
+    authorization_grant_type = models.CharField(max_length=44, choices=GRANT_TYPES)
+    client_secret = ClientSecretField(
+        max_length=255,
+        blank=True,
+        default=generate_client_secret,
+        db_index=True,
+        help_text=_("Hashed on save. Copy it now if you need it: it cannot be read back."),
+    )
+    hash_client_secret = models.BooleanField(default=True)
+    name = models.CharField(max_length=255, blank=True)
+    skip_authorization = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    algorithm = models.CharField(max_length=5, choices=ALGORITHM_TYPES, default=NO_ALGORITHM, blank=True)
+    allowed_origins = models.TextField(
+        blank=True, default="", help_text=_("Allowed origins list to enable CORS, space separated")
+    )
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name or self.client_id
+
+    @property
+    def default_redirect_uri(self) -> str | None:
+        uris = self.redirect_uris.split()
+        return uris[0] if len(uris) == 1 else None
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        """Exact match against a registered URI (RFC 6749 3.1.2.3; no prefix or wildcard)."""
+        return uri in self.redirect_uris.split()
+
+    def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
+        return uri in self.post_logout_redirect_uris.split()
+
+    def origin_allowed(self, origin: str) -> bool:
+        return bool(self.allowed_origins) and origin in self.allowed_origins.split()
+
+    def get_allowed_schemes(self) -> list[str]:
+        return list(oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES)
+
+    def allows_grant_type(self, *grant_types: str) -> bool:
+        """Override in a subclass to let one application use several grants."""
+        return self.authorization_grant_type in grant_types
+
+    def is_usable(self, request) -> bool:
+        return True
+
+    def clean(self) -> None:
+        field_errors: dict[str, list[str]] = {}
+        uris = self.redirect_uris.split()
+        if uris:
+            msgs = redirect_uri_scheme_errors(uris, self.get_allowed_schemes(), "redirect_uris")
+            if msgs:
+                field_errors["redirect_uris"] = msgs
+        elif self.authorization_grant_type in (
+            self.GRANT_AUTHORIZATION_CODE,
+            self.GRANT_IMPLICIT,
+            self.GRANT_OPENID_HYBRID,
+        ):
+            field_errors["redirect_uris"] = [
+                f"redirect_uris cannot be empty with grant type {self.authorization_grant_type}"
+            ]
+        post = self.post_logout_redirect_uris.split()
+        if post:
+            msgs = redirect_uri_scheme_errors(post, self.get_allowed_schemes(), "post_logout_redirect_uris")
+            if msgs:
+                field_errors["post_logout_redirect_uris"] = msgs
+        if self.algorithm == self.RS256_ALGORITHM and not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+            field_errors.setdefault("algorithm", []).append(
+                "RS256 needs the OIDC_RSA_PRIVATE_KEY setting to be set"
+            )
+        if self.algorithm == self.HS256_ALGORITHM:
+            if self.client_type == self.CLIENT_PUBLIC or self.authorization_grant_type in (
+                self.GRANT_IMPLICIT,
+                self.GRANT_OPENID_HYBRID,
+            ):
+                field_errors.setdefault("algorithm", []).append(
+                    "HS256 cannot be used with public clients or implicit/hybrid grants"
+                )
+            elif self.hash_client_secret:
+                field_errors.setdefault("hash_client_secret", []).append(
+                    "HS256 signs with the client secret, which must therefore be stored unhashed"
+                )
+        if field_errors:
+            raise ValidationError(field_errors)
+
+    def check_client_secret(self, raw_secret: str | None) -> bool:
+        """Compare a presented secret with the stored one in constant time, hashed or not."""
+        if not raw_secret or not self.client_secret:
+            return False
+        if is_hashed_secret(self.client_secret):
+            return check_password(raw_secret, self.client_secret)
+        return constant_time_compare(raw_secret, self.client_secret)
+
+    @property
+    def jwk_key(self) -> jwk.JWK:
+        if self.algorithm == self.RS256_ALGORITHM:
+            if not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+                raise ImproperlyConfigured("You must set OIDC_RSA_PRIVATE_KEY to use RSA algorithm")
+            return jwk_from_pem(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
+        if self.algorithm == self.HS256_ALGORITHM:
+            if not self.client_secret or is_hashed_secret(self.client_secret):
+                raise ImproperlyConfigured("HS256 needs the plaintext client secret as its key")
+            return jwk.JWK(kty="oct", k=base64url_encode(self.client_secret))
+        raise ImproperlyConfigured("This application does not support signed tokens")
+
+
+class ApplicationManager(models.Manager):
+    def get_by_natural_key(self, client_id: str):
+        return self.get(client_id=client_id)
+
+
+class Application(AbstractApplication):
+    objects = ApplicationManager()
+
+    class Meta(AbstractApplication.Meta):
+        swappable = "OAUTH2_PROVIDER_APPLICATION_MODEL"
+
+    def natural_key(self) -> tuple[str]:
+        return (self.client_id,)
+
+
+class AbstractGrant(models.Model):
+    """An authorization code, swapped for tokens at the token endpoint (RFC 6749 4.1.2)."""
+
+    CODE_CHALLENGE_PLAIN = "plain"
+    CODE_CHALLENGE_S256 = "S256"
+    CODE_CHALLENGE_METHODS = ((CODE_CHALLENGE_PLAIN, "plain"), (CODE_CHALLENGE_S256, "S256"))
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(app_label)s_%(class)s"
+    )
+    code = models.CharField(max_length=255, unique=True)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE)
+    expires = models.DateTimeField()
+    redirect_uri = models.TextField()
+    scope = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    code_challenge = models.CharField(max_length=128, blank=True, default="")
+    code_challenge_method = models.CharField(
+        max_length=10, blank=True, default="", choices=CODE_CHALLENGE_METHODS
+    )
+    nonce = models.CharField(max_length=255, blank=True, default="")
+    claims = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+        indexes = [models.Index(fields=["expires"], name="%(class)s_exp")]
+
+    def __str__(self) -> str:
+        return f"Grant #{self.pk}"
+
+    def is_expired(self) -> bool:
+        return not self.expires or timezone.now() >= self.expires
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        return uri == self.redirect_uri
+
+
+class Grant(AbstractGrant):
+    class Meta(AbstractGrant.Meta):
+        swappable = "OAUTH2_PROVIDER_GRANT_MODEL"
+
+
+class ScopedTokenMixin:
+    def is_expired(self) -> bool:
+        return not self.expires or timezone.now() >= self.expires
+
+    def allow_scopes(self, scopes) -> bool:
+        if not scopes:
+            return True
+        return set(scopes).issubset(set(self.scope.split()))
+
+    def is_valid(self, scopes=None) -> bool:
+        return not self.is_expired() and self.allow_scopes(scopes)
+
+    @property
+    def scopes(self) -> dict[str, str]:
+        all_scopes = get_scopes_backend().get_all_scopes()
+        names = self.scope.split()
+        return {name: desc for name, desc in all_scopes.items() if name in names}
+
+
+class AbstractAccessToken(ScopedTokenMixin, models.Model):
+    """A bearer access token (RFC 6749 section 5)."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        blank=True,
+        null=True,
+        related_name="%(app_label)s_%(class)s",
+    )
+    source_refresh_token = models.OneToOneField(
+        oauth2_settings.REFRESH_TOKEN_MODEL,
+        on_delete=models.SET_NULL,
+        blank=True,
+        null=True,
+        related_name="refreshed_access_token",
+    )
+    token = models.TextField()
+    token_checksum = TokenChecksumField(max_length=64, unique=True, db_index=True)
+    id_token = models.OneToOneField(
+        oauth2_settings.ID_TOKEN_MODEL,
+        on_delete=models.CASCADE,
+        blank=True,
+        null=True,
+        related_name="access_token",
+    )
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, blank=True, null=True
+    )
+    expires = models.DateTimeField()
+    scope = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        indexes = [
+            # Cleanup walks expired rows; revocation walks a user's or an application's rows.
+            models.Index(fields=["expires"], name="%(class)s_exp"),
+            models.Index(fields=["user", "application"], name="%(class)s_usr_app"),
+        ]
+
+    def __str__(self) -> str:
+        return f"AccessToken #{self.pk}"
+
+    @classmethod
+    def lookup(cls, raw_token: str):
+        """The token with this value, by its indexed checksum, or None."""
+        return cls.objects.select_related("application", "user").filter(
+            token_checksum=token_checksum(raw_token)
+        ).first()
+
+    def revoke(self) -> None:
+        """Revoking an access token deletes it (its refresh token keeps a NULL link)."""
+        self.delete()
+
+
+class AccessToken(AbstractAccessToken):
+    class Meta(AbstractAccessToken.Meta):
+        swappable = "OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL"
+
+
+class AbstractRefreshToken(models.Model):
+    """A refresh token; revoking marks it (``revoked``) and deletes its access token."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(app_label)s_%(class)s"
+    )
+    token = models.TextField()
+    token_checksum = TokenChecksumField(max_length=64)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE)
+    access_token = models.OneToOneField(
+        oauth2_settings.ACCESS_TOKEN_MODEL,
+        on_delete=models.SET_NULL,
+        blank=True,
+        null=True,
+        related_name="refresh_token",
+    )
+    token_family = models.UUIDField(null=True, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    revoked = models.DateTimeField(null=True)
+
+    class Meta:
+        abstract = True
+        unique_together = ("token_checksum", "revoked")
+        indexes = [
+            models.Index(fields=["token_family"], name="%(class)s_family"),
+            models.Index(fields=["revoked"], name="%(class)s_revoked"),
+            models.Index(fields=["user", "application"], name="%(class)s_usr_app"),
+        ]
+
+    def __str__(self) -> str:
+        return f"RefreshToken #{self.pk}"
+
+    @classmethod
+    def lookup(cls, raw_token: str):
+        return cls.objects.filter(token_checksum=token_checksum(raw_token)).order_by("-id").first()
+
+    def revoke(self) -> None:
+        """Mark this refresh token revoked and delete its access token, once."""
+        access_token_model = get_access_token_model()
+        refresh_token_model = get_refresh_token_model()
+        with transaction.atomic(using=router.db_for_write(access_token_model)):
+            locked = list(
+                refresh_token_model.objects.select_for_update().filter(pk=self.pk, revoked__isnull=True)
+            )
+            if not locked:
+                return
+            token = locked[0]
+            with suppress(access_token_model.DoesNotExist):
+                access_token_model.objects.get(pk=token.access_token_id).revoke()
+            token.access_token = None
+            token.revoked = timezone.now()
+            token.save(update_fields=["access_token", "revoked", "updated"])
+            self.access_token = None
+            self.revoked = token.revoked
+
+    @classmethod
+    def revoke_family(cls, token_family: uuid.UUID | None) -> None:
+        """Revoke every live token of a family and delete its access tokens (reuse detection)."""
+        if not token_family:
+            return
+        access_token_model = get_access_token_model()
+        with transaction.atomic(using=router.db_for_write(access_token_model)):
+            now = timezone.now()
+            access_ids = list(
+                cls.objects.filter(token_family=token_family, access_token__isnull=False).values_list(
+                    "access_token_id", flat=True
+                )
+            )
+            cls.objects.filter(token_family=token_family, revoked__isnull=True).update(
+                revoked=now, updated=now, access_token=None
+            )
+            access_token_model.objects.filter(pk__in=access_ids).delete()
+
+
+class RefreshToken(AbstractRefreshToken):
+    class Meta(AbstractRefreshToken.Meta):
+        swappable = "OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL"
+
+
+class AbstractIDToken(ScopedTokenMixin, models.Model):
+    """An OpenID Connect ID token, kept so its ``jti`` can be checked and the token expired."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        blank=True,
+        null=True,
+        related_name="%(app_label)s_%(class)s",
+    )
+    jti = models.UUIDField(unique=True, default=uuid.uuid4, editable=False, verbose_name=_("JWT Token ID"))
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, blank=True, null=True
+    )
+    expires = models.DateTimeField()
+    scope = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        indexes = [models.Index(fields=["expires"], name="%(class)s_exp")]
+
+    def __str__(self) -> str:
+        return f"JTI: {self.jti} User: {self.user_id}"
+
+    def revoke(self) -> None:
+        self.delete()
+
+
+class IDToken(AbstractIDToken):
+    class Meta(AbstractIDToken.Meta):
+        swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
+
+
+def get_application_model():
+    return apps.get_model(oauth2_settings.APPLICATION_MODEL)
+
+
+def get_grant_model():
+    return apps.get_model(oauth2_settings.GRANT_MODEL)
+
+
+def get_access_token_model():
+    return apps.get_model(oauth2_settings.ACCESS_TOKEN_MODEL)
+
+
+def get_refresh_token_model():
+    return apps.get_model(oauth2_settings.REFRESH_TOKEN_MODEL)
+
+
+def get_id_token_model():
+    return apps.get_model(oauth2_settings.ID_TOKEN_MODEL)
+
+
+def refresh_token_expire_timedelta() -> timedelta | None:
+    """``REFRESH_TOKEN_EXPIRE_SECONDS`` as a timedelta, None when unset."""
+    value = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=value)

@@ -1,0 +1,1 @@
+"""The provider's maintenance worker: chunked cleanup, revocation and migration jobs on Celery."""
