@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("o/", include("oauth_provider.urls")),
+    path("maintenance/", include("oauth_tasks.urls")),
 ]
