@@ -1,0 +1,81 @@
+"""HTTP helpers: the scheme-checked redirect to a client, and the issuer URL of this provider."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.core.exceptions import DisallowedRedirect
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils.encoding import iri_to_uri
+from oauthlib.common import Request as OAuthlibRequest
+
+from .settings import oauth2_settings
+
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+
+
+class OAuth2ResponseRedirect(HttpResponse):
+    """A 302 to a client's redirect URI, allowed only for the given schemes.
+
+    Django's ``HttpResponseRedirect`` allows a fixed set of schemes; clients register custom
+    schemes (native apps), so the allowed list comes from ``ALLOWED_REDIRECT_URI_SCHEMES``.
+    """
+
+    status_code = 302
+
+    def __init__(self, redirect_to: str, allowed_schemes: list[str], *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self["Location"] = iri_to_uri(redirect_to)
+        scheme = urlsplit(str(redirect_to)).scheme
+        if not scheme:
+            raise DisallowedRedirect("OAuth2 redirects require a URI scheme.")
+        if scheme.lower() not in {s.lower() for s in allowed_schemes}:
+            raise DisallowedRedirect(f"Redirect to scheme {scheme!r} is not permitted")
+
+    @property
+    def url(self) -> str:
+        return self["Location"]
+
+
+def oidc_issuer(request: HttpRequest | OAuthlibRequest) -> str:
+    """The ``iss`` of this provider: ``OIDC_ISS_ENDPOINT`` or derived from the request's host.
+
+    Derived, it is the URL the discovery document is served under, minus the well-known suffix,
+    so that ``{iss}/.well-known/openid-configuration`` resolves (OpenID Connect Discovery 4).
+    """
+    if oauth2_settings.OIDC_ISS_ENDPOINT:
+        return oauth2_settings.OIDC_ISS_ENDPOINT
+    if isinstance(request, HttpRequest):
+        django_request = request
+    else:
+        django_request = HttpRequest()
+        django_request.META = dict(request.headers)
+        if request.headers.get("X_OAUTH_PROVIDER_SECURE") == "1":
+            django_request.META["wsgi.url_scheme"] = "https"
+            django_request._get_scheme = lambda: "https"  # type: ignore[method-assign]
+    url = django_request.build_absolute_uri(reverse("oauth2_provider:oidc-connect-discovery-info"))
+    return url[: -len(DISCOVERY_SUFFIX)]
+
+
+def bearer_error_response(error: dict | None, scopes: list[str] | None = None) -> HttpResponse:
+    """The RFC 6750 3.1 answer to a failed bearer check.
+
+    No credentials: 401 with a bare ``Bearer`` challenge. A bad token: 401 ``invalid_token``.
+    A good token lacking scope: 403 ``insufficient_scope`` naming the scopes needed.
+    """
+    challenge = ['Bearer realm="oauth2"']
+    body: dict[str, str] = {}
+    status = 401
+    if error and error.get("error"):
+        body = {key: str(value) for key, value in error.items()}
+        challenge.append(f'error="{body["error"]}"')
+        if body.get("error_description"):
+            challenge.append('error_description="{}"'.format(body["error_description"].replace('"', "'")))
+        if body["error"] == "insufficient_scope":
+            status = 403
+            if scopes:
+                challenge.append('scope="{}"'.format(" ".join(scopes)))
+    response = JsonResponse(body or {"detail": "A bearer token is required."}, status=status)
+    response["WWW-Authenticate"] = ", ".join(challenge)
+    return response

@@ -1,0 +1,113 @@
+"""Whether an issued token may still be used: the one place where that is decided.
+
+Every consumer of a token asks here: the bearer check of protected resources
+(``OAuth2Validator.validate_bearer_token``, used by the views, the decorator, the middleware and
+the userinfo endpoint), token introspection and the refresh token grant. A policy that applies to
+every issued token (for example a "not valid before" revocation watermark per user or
+application) belongs in :func:`is_issued_token_allowed`, and then holds everywhere at once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from .models import get_access_token_model, refresh_token_expire_timedelta
+from .settings import oauth2_settings
+
+# Reasons :func:`access_token_problem` returns; the bearer check maps them to RFC 6750 errors.
+INVALID = "invalid"
+EXPIRED = "expired"
+INSUFFICIENT_SCOPE = "insufficient_scope"
+
+
+def is_issued_token_allowed(token: Any, request: Any = None) -> bool:
+    """Policy checks shared by access and refresh tokens, beyond each token's own lifetime.
+
+    ``token`` is an access or refresh token row (both have ``application``, ``user`` and
+    ``created``). False when its application is no longer usable or its user is inactive.
+    """
+    application = getattr(token, "application", None)
+    if application is not None and not application.is_usable(request):
+        return False
+    user = getattr(token, "user", None)
+    if user is not None and not getattr(user, "is_active", True):
+        return False
+    return True
+
+
+def access_token_problem(
+    access_token: Any, scopes: list[str] | None = None, request: Any = None
+) -> str | None:
+    """None when the access token may be used for ``scopes``, else why not.
+
+    One of :data:`INVALID` (unknown or disallowed), :data:`EXPIRED`, :data:`INSUFFICIENT_SCOPE`.
+    """
+    if access_token is None or not is_issued_token_allowed(access_token, request):
+        return INVALID
+    if access_token.is_expired():
+        return EXPIRED
+    if not access_token.allow_scopes(scopes or []):
+        return INSUFFICIENT_SCOPE
+    return None
+
+
+def is_token_usable(access_token: Any, scopes: list[str] | None = None, request: Any = None) -> bool:
+    """True when the access token exists, is live, allowed, and covers ``scopes``."""
+    return access_token_problem(access_token, scopes, request) is None
+
+
+def refresh_token_deadline(refresh_token: Any):
+    """When a live refresh token stops being accepted, or None when it never expires by age.
+
+    ``REFRESH_TOKEN_EXPIRE_SECONDS`` counts from the expiry of the token's access token, the
+    same rule ``clear_expired()`` deletes by, so a token is refused exactly when cleanup may
+    delete it.
+    """
+    delta = refresh_token_expire_timedelta()
+    if delta is None or refresh_token.access_token is None:
+        return None
+    return refresh_token.access_token.expires + delta
+
+
+def is_refresh_token_usable(refresh_token: Any, request: Any = None) -> bool:
+    """True when a not revoked refresh token may be exchanged for a new access token.
+
+    A revoked token is judged by :func:`refresh_token_in_grace_period` instead. A token whose
+    access token is gone (deleted or revoked out of band) has nothing to refresh and is refused.
+    """
+    if refresh_token is None or refresh_token.revoked is not None:
+        return False
+    if refresh_token.access_token is None:
+        return False
+    if not is_issued_token_allowed(refresh_token, request):
+        return False
+    deadline = refresh_token_deadline(refresh_token)
+    return deadline is None or timezone.now() < deadline
+
+
+def refresh_token_in_grace_period(refresh_token: Any, request: Any = None) -> bool:
+    """True when a rotated (revoked) refresh token may still be replayed.
+
+    ``REFRESH_TOKEN_GRACE_PERIOD_SECONDS`` shields a client that lost the response to its
+    refresh: within the period, replaying the old token returns the same new pair. Only a token
+    that was superseded by rotation qualifies (a successor access token exists), never one
+    revoked on purpose.
+    """
+    if refresh_token is None or refresh_token.revoked is None:
+        return False
+    grace = oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS
+    if isinstance(grace, timedelta):
+        grace = grace.total_seconds()
+    if not grace or refresh_token.revoked <= timezone.now() - timedelta(seconds=grace):
+        return False
+    if not is_issued_token_allowed(refresh_token, request):
+        return False
+    return successor_access_token(refresh_token) is not None
+
+
+def successor_access_token(refresh_token: Any):
+    """The access token minted by rotating this refresh token, or None."""
+    return get_access_token_model().objects.filter(source_refresh_token=refresh_token).first()
