@@ -1,0 +1,168 @@
+"""View mixins: access to the oauthlib core, and bearer token protection for resource views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from ..exceptions import FatalClientError, OAuthToolkitError
+from ..http import bearer_error_response
+from ..oauth2_backends import OAuthLibCore
+from ..scopes import get_scopes_backend
+from ..settings import oauth2_settings
+
+SAFE_HTTP_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class OAuthLibMixin:
+    """Gives a view the configured oauthlib core (server, validator and backend classes).
+
+    ``server_class``, ``validator_class`` and ``oauthlib_backend_class`` override the settings
+    for one view. The core is built once per view class unless ``ALWAYS_RELOAD_OAUTHLIB_CORE``.
+    """
+
+    server_class: type | None = None
+    validator_class: type | None = None
+    oauthlib_backend_class: type | None = None
+
+    @classmethod
+    def get_server(cls) -> Any:
+        server_class = cls.server_class or oauth2_settings.OAUTH2_SERVER_CLASS
+        validator_class = cls.validator_class or oauth2_settings.OAUTH2_VALIDATOR_CLASS
+        return server_class(validator_class(), **oauth2_settings.server_kwargs)
+
+    @classmethod
+    def get_oauthlib_core(cls) -> OAuthLibCore:
+        if "_oauthlib_core" not in cls.__dict__ or oauth2_settings.ALWAYS_RELOAD_OAUTHLIB_CORE:
+            backend_class = cls.oauthlib_backend_class or oauth2_settings.OAUTH2_BACKEND_CLASS
+            cls._oauthlib_core = backend_class(cls.get_server())
+        return cls._oauthlib_core
+
+    def validate_authorization_request(self, request: HttpRequest):
+        return self.get_oauthlib_core().validate_authorization_request(request)
+
+    def create_authorization_response(
+        self, request: HttpRequest, scopes: str, credentials: dict, allow: bool
+    ):
+        scope_list = scopes.split() if scopes else []
+        return self.get_oauthlib_core().create_authorization_response(request, scope_list, credentials, allow)
+
+    def create_token_response(self, request: HttpRequest):
+        return self.get_oauthlib_core().create_token_response(request)
+
+    def create_revocation_response(self, request: HttpRequest):
+        return self.get_oauthlib_core().create_revocation_response(request)
+
+    def create_userinfo_response(self, request: HttpRequest):
+        return self.get_oauthlib_core().create_userinfo_response(request)
+
+    def authenticate_client(self, request: HttpRequest) -> bool:
+        return self.get_oauthlib_core().authenticate_client(request)
+
+    def get_scopes(self) -> list[str]:
+        """Scopes a protected resource requires; none by default."""
+        return []
+
+    def verify_request(self, request: HttpRequest):
+        try:
+            return self.get_oauthlib_core().verify_request(request, scopes=self.get_scopes())
+        except ValueError as error:
+            # oauthlib refuses malformed query strings with a ValueError: a client error, not a 500.
+            raise SuspiciousOperation(str(error)) from error
+
+    def error_response(self, error: OAuthToolkitError, **kwargs) -> tuple[bool, dict[str, Any]]:
+        """Whether to redirect the error to the client, and the error and redirect URL."""
+        oauthlib_error = error.oauthlib_error
+        redirect_uri = oauthlib_error.redirect_uri or ""
+        separator = "&" if "?" in redirect_uri else "?"
+        response = {"error": oauthlib_error, "url": redirect_uri + separator + oauthlib_error.urlencoded}
+        response.update(kwargs)
+        return not isinstance(error, FatalClientError), response
+
+
+class ScopedResourceMixin:
+    """A resource that needs ``required_scopes`` (or what ``get_scopes()`` returns)."""
+
+    required_scopes: list[str] | None = None
+
+    def get_scopes(self, *args, **kwargs) -> list[str]:
+        if self.required_scopes is None:
+            raise ImproperlyConfigured(
+                "ScopedResourceMixin requires either 'required_scopes' or an implementation of 'get_scopes()'"
+            )
+        return list(self.required_scopes)
+
+
+class ProtectedResourceMixin(OAuthLibMixin):
+    """Refuses a request without a usable bearer token (RFC 6750), before the view runs.
+
+    On success ``request.resource_owner`` is the token's user (None for client credentials) and
+    ``request.access_token`` the token.
+    """
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method.upper() == "OPTIONS":
+            return super().dispatch(request, *args, **kwargs)
+        valid, oauthlib_request = self.verify_request(request)
+        if not valid:
+            return bearer_error_response(getattr(oauthlib_request, "oauth2_error", None), self.get_scopes())
+        request.resource_owner = oauthlib_request.user
+        request.access_token = oauthlib_request.access_token
+        return super().dispatch(request, *args, **kwargs)
+
+
+class ScopedProtectedResourceMixin(ScopedResourceMixin, ProtectedResourceMixin):
+    """A protected resource needing the scopes in ``required_scopes``."""
+
+
+class ReadWriteScopedResourceMixin(ScopedResourceMixin, OAuthLibMixin):
+    """Needs ``READ_SCOPE`` for safe methods and ``WRITE_SCOPE`` otherwise, plus ``required_scopes``."""
+
+    required_scopes: list[str] | None = []
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        available = get_scopes_backend().get_all_scopes()
+        needed = {oauth2_settings.READ_SCOPE, oauth2_settings.WRITE_SCOPE}
+        if not needed.issubset(available):
+            raise ImproperlyConfigured(
+                f"ReadWriteScopedResourceMixin needs the scopes {sorted(needed)} in OAUTH2_PROVIDER['SCOPES']"
+            )
+        self.read_write_scope = (
+            oauth2_settings.READ_SCOPE
+            if request.method.upper() in SAFE_HTTP_METHODS
+            else oauth2_settings.WRITE_SCOPE
+        )
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_scopes(self, *args, **kwargs) -> list[str]:
+        return [*super().get_scopes(*args, **kwargs), self.read_write_scope]
+
+
+class ClientProtectedResourceMixin(OAuthLibMixin):
+    """A resource for authenticated clients (client id and secret, Basic or body), not users."""
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method.upper() == "OPTIONS":
+            return super().dispatch(request, *args, **kwargs)
+        if not self.authenticate_client(request):
+            response = JsonResponse(
+                {"error": "invalid_client", "error_description": "Client authentication failed."}, status=401
+            )
+            response["WWW-Authenticate"] = 'Basic realm="oauth2"'
+            return response
+        return super().dispatch(request, *args, **kwargs)
+
+
+class ClientProtectedScopedResourceMixin(ScopedProtectedResourceMixin):
+    """Either an authenticated client, or a bearer token with ``required_scopes``."""
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method.upper() == "OPTIONS":
+            return super().dispatch(request, *args, **kwargs)
+        auth = request.META.get("HTTP_AUTHORIZATION", "")
+        if not auth.lower().startswith("bearer ") and self.authenticate_client(request):
+            # Skip the bearer check of ProtectedResourceMixin.
+            return super(ProtectedResourceMixin, self).dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
