@@ -4,8 +4,8 @@ Every value a deployment changes comes from an environment variable; the default
 single-machine setup (SQLite under ``DATA_DIR``) so that a fresh checkout runs with no services.
 """
 
-from pathlib import Path
 import os
+from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -64,8 +64,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Bearer tokens of this provider authenticate requests to the project's own views.
+    "oauth_provider.middleware.OAuth2TokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "oauth_provider.backends.OAuth2Backend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -134,6 +141,43 @@ OAUTH2_PROVIDER = {
 }
 if os.environ.get("OIDC_RSA_PRIVATE_KEY_FILE"):
     OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"] = Path(os.environ["OIDC_RSA_PRIVATE_KEY_FILE"]).read_text()
+
+
+def dev_oidc_private_key(path: Path) -> str:
+    """The RSA key signing RS256 ID tokens when none is configured: made once, kept in DATA_DIR.
+
+    For the embedded default only; a deployment sets OIDC_RSA_PRIVATE_KEY(_FILE), shared by
+    every web process. The file is created exclusively (mode 0600), so processes starting
+    together agree on one key.
+    """
+    import time
+
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
+    for _ in range(50):
+        text = path.read_text()
+        if "END PRIVATE KEY" in text:
+            return text
+        time.sleep(0.1)  # another process is still writing the file it just created
+    raise ImproperlyConfigured(f"{path} does not hold a PEM private key")
+
+
+if OAUTH2_PROVIDER["OIDC_ENABLED"] and not OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"]:
+    OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"] = dev_oidc_private_key(DATA_DIR / "oidc.key")
 
 # Celery: the configuration itself lives in the top-level celeryconfig module.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")

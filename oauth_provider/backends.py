@@ -1,0 +1,53 @@
+"""An authentication backend that accepts this provider's bearer tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest
+
+from .oauth2_backends import OAuthLibCore, get_oauthlib_core
+
+
+def bearer_token_from_header(value: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, or None."""
+    scheme, _, token = (value or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class OAuth2Backend:
+    """``authenticate(request)`` with a usable bearer token returns the token's user.
+
+    Only bearer requests are considered (other credentials belong to other backends). The token
+    is also put on ``request.access_token`` so views can look at its scopes. Client credentials
+    tokens have no user and so authenticate nobody.
+    """
+
+    _core: OAuthLibCore | None = None
+
+    @classmethod
+    def core(cls) -> OAuthLibCore:
+        if cls._core is None:
+            cls._core = get_oauthlib_core()
+        return cls._core
+
+    def authenticate(self, request: HttpRequest | None = None, **credentials: Any):
+        if request is None or credentials:
+            return None
+        if not bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION", "")):
+            return None
+        try:
+            valid, oauthlib_request = self.core().verify_request(request, scopes=[])
+        except ValueError as error:
+            raise SuspiciousOperation(str(error)) from error
+        if not valid or oauthlib_request.user is None:
+            return None
+        request.access_token = oauthlib_request.access_token
+        return oauthlib_request.user
+
+    def get_user(self, user_id: Any):
+        user_model = get_user_model()
+        return user_model._default_manager.filter(pk=user_id).first()
