@@ -69,12 +69,18 @@ class EmbeddedRedis:
 def _spawn(port: int, workdir: Path, persist: bool) -> subprocess.Popen:
     args = [
         find_redis_server(),
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--dir", str(workdir),
-        "--save", "",
-        "--appendonly", "yes" if persist else "no",
-        "--protected-mode", "yes",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--protected-mode",
+        "yes",
     ]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 

@@ -43,7 +43,11 @@ class AccessTokenAdmin(admin.ModelAdmin):
     list_display = ("id", "token_prefix", "user", "application", "expires", "scope")
     list_select_related = ("application", "user")
     raw_id_fields = ("user", "source_refresh_token", "id_token", "application")
-    search_fields = ("token__startswith", "user__" + get_user_model().USERNAME_FIELD, "application__client_id")
+    search_fields = (
+        "token__startswith",
+        "user__" + get_user_model().USERNAME_FIELD,
+        "application__client_id",
+    )
     list_filter = ("application",)
     exclude = ("token", "token_checksum")
     readonly_fields = ("token_prefix",)
@@ -58,7 +62,11 @@ class RefreshTokenAdmin(admin.ModelAdmin):
     list_display = ("id", "token_prefix", "user", "application", "revoked", "created")
     list_select_related = ("application", "user")
     raw_id_fields = ("user", "access_token", "application")
-    search_fields = ("token__startswith", "user__" + get_user_model().USERNAME_FIELD, "application__client_id")
+    search_fields = (
+        "token__startswith",
+        "user__" + get_user_model().USERNAME_FIELD,
+        "application__client_id",
+    )
     list_filter = ("application",)
     exclude = ("token", "token_checksum")
     readonly_fields = ("token_prefix",)

@@ -70,23 +70,22 @@ class TokenChecksumField(models.CharField):
         return super().pre_save(model_instance, add)
 
 
-def redirect_uri_scheme_errors(uris: list[str], allowed_schemes: list[str], field: str) -> list[str]:
+def redirect_uri_scheme_errors(uris: list[str], allowed_schemes: list[str]) -> list[str]:
     """One message per URI that is malformed or whose scheme is not allowed."""
     allowed = {s.lower() for s in allowed_schemes}
     errors = []
     for uri in uris:
         parts = urlsplit(uri)
         if not parts.scheme:
-            errors.append(f"{field}: {uri!r} is not an absolute URI")
+            errors.append(f"{uri!r} is not an absolute URI")
         elif parts.scheme.lower() not in allowed:
             errors.append(
-                f"{field}: scheme {parts.scheme!r} of {uri!r} is not allowed "
-                f"(allowed: {', '.join(sorted(allowed))})"
+                f"scheme {parts.scheme!r} of {uri!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
             )
         elif parts.fragment:
-            errors.append(f"{field}: {uri!r} must not contain a fragment")
+            errors.append(f"{uri!r} must not contain a fragment")
         elif parts.scheme.lower() in ("http", "https") and not parts.netloc:
-            errors.append(f"{field}: {uri!r} has no host")
+            errors.append(f"{uri!r} has no host")
     return errors
 
 
@@ -191,7 +190,7 @@ class AbstractApplication(models.Model):
         field_errors: dict[str, list[str]] = {}
         uris = self.redirect_uris.split()
         if uris:
-            msgs = redirect_uri_scheme_errors(uris, self.get_allowed_schemes(), "redirect_uris")
+            msgs = redirect_uri_scheme_errors(uris, self.get_allowed_schemes())
             if msgs:
                 field_errors["redirect_uris"] = msgs
         elif self.authorization_grant_type in (
@@ -204,7 +203,7 @@ class AbstractApplication(models.Model):
             ]
         post = self.post_logout_redirect_uris.split()
         if post:
-            msgs = redirect_uri_scheme_errors(post, self.get_allowed_schemes(), "post_logout_redirect_uris")
+            msgs = redirect_uri_scheme_errors(post, self.get_allowed_schemes())
             if msgs:
                 field_errors["post_logout_redirect_uris"] = msgs
         if self.algorithm == self.RS256_ALGORITHM and not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
@@ -374,9 +373,11 @@ class AbstractAccessToken(ScopedTokenMixin, models.Model):
     @classmethod
     def lookup(cls, raw_token: str):
         """The token with this value, by its indexed checksum, or None."""
-        return cls.objects.select_related("application", "user").filter(
-            token_checksum=token_checksum(raw_token)
-        ).first()
+        return (
+            cls.objects.select_related("application", "user")
+            .filter(token_checksum=token_checksum(raw_token))
+            .first()
+        )
 
     def revoke(self) -> None:
         """Revoking an access token deletes it (its refresh token keeps a NULL link)."""
@@ -533,3 +534,13 @@ def refresh_token_expire_timedelta() -> timedelta | None:
     if isinstance(value, timedelta):
         return value
     return timedelta(seconds=value)
+
+
+def clear_expired(**kwargs):
+    """django-oauth-toolkit's ``oauth2_provider.models.clear_expired``: see ``oauth_provider.cleanup``.
+
+    Imported lazily because the cleanup module imports the model getters of this module.
+    """
+    from .cleanup import clear_expired as _clear_expired
+
+    return _clear_expired(**kwargs)

@@ -1,0 +1,122 @@
+"""Migrations are complete, apply on the configured database, and create the cleanup indexes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from oauth_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.django_db
+def test_makemigrations_check_is_clean():
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()
+
+
+def _indexed_column_sets(model) -> list[list[str]]:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    return [c["columns"] for c in constraints.values() if c["index"] or c["unique"]]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "get_model, columns",
+    [
+        (get_access_token_model, ["expires"]),
+        (get_access_token_model, ["user_id", "application_id"]),
+        (get_access_token_model, ["token_checksum"]),
+        (get_refresh_token_model, ["revoked"]),
+        (get_refresh_token_model, ["access_token_id"]),
+        (get_refresh_token_model, ["user_id", "application_id"]),
+        (get_id_token_model, ["expires"]),
+        (get_grant_model, ["expires"]),
+    ],
+)
+def test_migrated_database_has_the_index(get_model, columns):
+    assert columns in _indexed_column_sets(get_model())
+
+
+def test_migrations_apply_forwards_and_backwards_on_a_fresh_database(tmp_path):
+    """On the configured engine: a new database for SQLite, the test server for PostgreSQL."""
+    env = dict(os.environ, DATA_DIR=str(tmp_path))
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    else:
+        import psycopg
+
+        name = f"migr_{os.getpid()}"
+        settings_dict = connection.settings_dict
+        admin_dsn = (
+            f"host={settings_dict['HOST'] or '127.0.0.1'} port={settings_dict['PORT'] or 5432} "
+            f"user={settings_dict['USER']} dbname=postgres"
+        )
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        env["DATABASE_URL"] = (
+            f"postgres://{settings_dict['USER']}@{settings_dict['HOST'] or '127.0.0.1'}:"
+            f"{settings_dict['PORT'] or 5432}/{name}"
+        )
+    try:
+        for args in (["migrate"], ["migrate", "oauth_provider", "zero"], ["migrate"]):
+            subprocess.run([sys.executable, "manage.py", *args, "-v0"], cwd=ROOT, env=env, check=True)
+    finally:
+        if connection.vendor != "sqlite":
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_project_can_swap_the_application_model(tmp_path):
+    """A project with its own application model migrates, creates one and points tokens at it."""
+    env = dict(
+        os.environ,
+        DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'swapped.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="tests.swapped_project.settings",
+    )
+
+    def manage(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    manage("migrate", "-v0")
+    assert "No changes detected" in manage("makemigrations", "--check", "--dry-run")
+    code = (
+        "from oauth_provider.models import get_application_model, get_access_token_model\n"
+        "App = get_application_model()\n"
+        "app = App.objects.create(name='t', tenant='acme', client_type='confidential',"
+        " authorization_grant_type='password',"
+        " extra_grant_types='client-credentials')\n"
+        "target = get_access_token_model()._meta.get_field('application').related_model\n"
+        "print(App._meta.label, target._meta.label,"
+        " app.allows_grant_type('client-credentials'), app.allows_grant_type('implicit'))\n"
+    )
+    assert manage("shell", "--no-imports", "-c", code).split() == [
+        "swapped_app.TenantApplication",
+        "swapped_app.TenantApplication",
+        "True",
+        "False",
+    ]
