@@ -93,9 +93,23 @@ class WorkerProcess:
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.logfile = logdir / f"{self.name.split('@')[0]}.log"
         args = [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
-            "-Q", queues, "-c", str(concurrency), "-n", self.name,
-            "--without-gossip", "--without-mingle", "-l", "info", "-E",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            self.name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+            "-E",
         ]
         self._log = open(self.logfile, "wb")
         self.process = subprocess.Popen(
@@ -168,3 +182,218 @@ def worker_factory(transactional_db, celery_app, redis_client, tmp_path):
 def worker(worker_factory) -> WorkerProcess:
     """One running worker on the maintenance and default queues."""
     return worker_factory()
+
+
+# --------------------------------------------------------------------------------------------
+# Cleanup dataset: rows that hit every rule of django-oauth-toolkit's clear_expired() and its edges,
+# with the expected outcome computed independently, in Python, from the rows' attributes.
+
+
+class CleanupDataset:
+    """Tokens, ID tokens and grants around a frozen ``now``, plus what a cleanup must leave behind.
+
+    ``expected(grace=..., expire=..., reuse=...)`` applies the six rules to the rows in memory, in
+    phase order, and returns the ids each table keeps and the count each phase deletes.
+    """
+
+    def __init__(self, now, *, grace: int = 0, expire: int = 86400, prefix: str = "ds", users=None):
+        from datetime import timedelta
+
+        from django.contrib.auth import get_user_model
+
+        from oauth_provider.models import (
+            get_access_token_model,
+            get_application_model,
+            get_grant_model,
+            get_id_token_model,
+            get_refresh_token_model,
+        )
+
+        self.now = now
+        user_model = get_user_model()
+        self.user = user_model.objects.create(username=f"{prefix}-user-{uuid.uuid4().hex[:6]}")
+        self.app = get_application_model().objects.create(
+            name=f"{prefix}-app",
+            client_type="confidential",
+            authorization_grant_type="authorization-code",
+            redirect_uris="https://example.com/cb",
+        )
+        AT, RT, IT, GR = (
+            get_access_token_model(),
+            get_refresh_token_model(),
+            get_id_token_model(),
+            get_grant_model(),
+        )
+        self.models = {"access": AT, "refresh": RT, "id": IT, "grant": GR}
+        s = timedelta(seconds=1)
+        g = timedelta(seconds=grace)
+        e = timedelta(seconds=expire)
+        self._n = 0
+
+        def idt(expires):
+            return IT.objects.create(user=self.user, application=self.app, expires=expires)
+
+        def at(expires, id_token=None, source=None):
+            self._n += 1
+            return AT.objects.create(
+                user=self.user,
+                application=self.app,
+                token=f"{prefix}-at-{self._n}-{uuid.uuid4().hex}",
+                expires=expires,
+                id_token=id_token,
+                source_refresh_token=source,
+            )
+
+        def rt(access=None, revoked=None):
+            self._n += 1
+            return RT.objects.create(
+                user=self.user,
+                application=self.app,
+                token=f"{prefix}-rt-{self._n}-{uuid.uuid4().hex}",
+                access_token=access,
+                revoked=revoked,
+            )
+
+        def grant(expires):
+            self._n += 1
+            return GR.objects.create(
+                user=self.user,
+                application=self.app,
+                code=f"{prefix}-code-{self._n}-{uuid.uuid4().hex}",
+                expires=expires,
+                redirect_uri="https://example.com/cb",
+            )
+
+        far = now + timedelta(days=30)
+        # Access tokens and their refresh tokens.
+        live_at = at(far)
+        rt(access=live_at)  # live pair
+        at(now - s)  # expired, no refresh token
+        at(now)  # expires exactly now: not expired (rule 4 is strict)
+        at(now + s)
+        at(now - timedelta(days=400))
+        for offset in (s, -s, 0 * s):
+            # Access tokens expired around the refresh expiry cutoff, each with a live refresh token.
+            rt(access=at(now - e + offset))
+        rt(access=at(now - s))  # recently expired access token with a live refresh token
+        rt(access=at(far))
+        # Orphans: not revoked, no access token, whatever their age.
+        rt()
+        rt()
+        # Revoked refresh tokens around the grace / expiry cutoffs.
+        revoked_points = {now, now - s, now + s, now - g, now - g + s, now - g - s, now - e, now - e + s}
+        revoked_points |= {now - e - s, now - timedelta(days=500)}
+        revoked_tokens = [rt(revoked=point) for point in sorted(revoked_points)]
+        # A revoked refresh token that still names an expired access token: deleting the refresh
+        # token frees the access token for rule 4.
+        rt(access=at(now - timedelta(hours=2)), revoked=now - timedelta(days=500))
+        rt(access=at(far), revoked=now - timedelta(days=500))
+        # Rotation: live access tokens minted from revoked refresh tokens (SET NULL on delete).
+        for source in revoked_tokens[:3] + revoked_tokens[-3:]:
+            at(far, source=source)
+        # ID tokens.
+        idt(now - s)  # expired, no access token
+        idt(now)  # expires exactly now
+        idt(far)
+        at(far, id_token=idt(now - s))  # expired ID token of a live access token
+        at(now - s, id_token=idt(now - s))  # expired pair: access token goes, then its ID token
+        rt(access=at(now - s, id_token=idt(now - timedelta(days=3))))  # held by a live refresh token
+        rt(access=at(now - e - s, id_token=idt(now - e - s)))  # freed by rule 3 when expiry is set
+        # Grants.
+        for offset in (-timedelta(days=2), -s, 0 * s, s):
+            grant(now + offset)
+
+    def snapshot(self) -> dict:
+        """Every row of the four tables, with the columns the rules read."""
+        return {
+            "access": {
+                row["pk"]: row
+                for row in self.models["access"]
+                .objects.values("pk", "expires", "id_token_id", "source_refresh_token_id")
+                .order_by("pk")
+            },
+            "refresh": {
+                row["pk"]: row
+                for row in self.models["refresh"]
+                .objects.values("pk", "revoked", "access_token_id")
+                .order_by("pk")
+            },
+            "id": {
+                row["pk"]: row for row in self.models["id"].objects.values("pk", "expires").order_by("pk")
+            },
+            "grant": {
+                row["pk"]: row for row in self.models["grant"].objects.values("pk", "expires").order_by("pk")
+            },
+        }
+
+    def expected(self, *, grace=0, expire=None, reuse=False, snapshot=None) -> tuple[dict, dict]:
+        """(ids kept per table, count deleted per phase) by applying the rules to a snapshot."""
+        from datetime import timedelta
+
+        snap = snapshot or self.snapshot()
+        now = self.now
+        access = dict(snap["access"])
+        refresh = dict(snap["refresh"])
+        ids = dict(snap["id"])
+        grants = dict(snap["grant"])
+        counts = {}
+
+        revoked_cutoff = now - timedelta(seconds=grace) if grace else now
+        expire_cutoff = now - timedelta(seconds=expire) if expire else None
+        if reuse:
+            revoked_cutoff = expire_cutoff
+
+        def drop(table, keys):
+            for key in keys:
+                del table[key]
+            return len(keys)
+
+        counts["revoked_refresh_tokens"] = drop(
+            refresh,
+            [
+                k
+                for k, r in refresh.items()
+                if revoked_cutoff and r["revoked"] and r["revoked"] <= revoked_cutoff
+            ],
+        )
+        counts["orphaned_refresh_tokens"] = drop(
+            refresh, [k for k, r in refresh.items() if r["revoked"] is None and r["access_token_id"] is None]
+        )
+        counts["expired_refresh_tokens"] = drop(
+            refresh,
+            [
+                k
+                for k, r in refresh.items()
+                if expire_cutoff
+                and r["revoked"] is None
+                and r["access_token_id"] in access
+                and access[r["access_token_id"]]["expires"] <= expire_cutoff
+            ],
+        )
+        held = {r["access_token_id"] for r in refresh.values()}
+        counts["access_tokens"] = drop(
+            access, [k for k, a in access.items() if k not in held and a["expires"] < now]
+        )
+        held_ids = {a["id_token_id"] for a in access.values()}
+        counts["id_tokens"] = drop(
+            ids, [k for k, i in ids.items() if k not in held_ids and i["expires"] < now]
+        )
+        counts["grants"] = drop(grants, [k for k, gr in grants.items() if gr["expires"] < now])
+        kept = {"access": set(access), "refresh": set(refresh), "id": set(ids), "grant": set(grants)}
+        return kept, counts
+
+    def kept_now(self) -> dict:
+        snap = self.snapshot()
+        return {table: set(rows) for table, rows in snap.items()}
+
+
+@pytest.fixture
+def cleanup_dataset(db):
+    """Build a :class:`CleanupDataset` around a given ``now`` (keyword arguments as its constructor)."""
+
+    def build(now=None, **kwargs) -> CleanupDataset:
+        from django.utils import timezone
+
+        return CleanupDataset(now or timezone.now(), **kwargs)
+
+    return build

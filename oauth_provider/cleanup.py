@@ -1,0 +1,523 @@
+"""Chunked cleanup of expired and revoked tokens, ID tokens and grants.
+
+The provider decides *what* a cleanup batch removes; the maintenance worker (``oauth_tasks``)
+decides when and where batches run. Both the synchronous :func:`clear_expired` loop and the Celery
+job call the same batch functions, so the rules exist once.
+
+The rules are those of django-oauth-toolkit 3.4's ``clear_expired()``, evaluated against one
+frozen ``now`` per run, in an order that never breaks a foreign key:
+
+1. ``revoked_refresh_tokens``: revoked at or before ``now - REFRESH_TOKEN_GRACE_PERIOD_SECONDS``;
+   with ``REFRESH_TOKEN_REUSE_PROTECTION`` on, revoked at or before
+   ``now - REFRESH_TOKEN_EXPIRE_SECONDS`` instead (none at all when that is unset).
+2. ``orphaned_refresh_tokens``: not revoked and without an access token, whatever their age.
+3. ``expired_refresh_tokens`` (only with ``REFRESH_TOKEN_EXPIRE_SECONDS``): not revoked and whose
+   access token expired at or before ``now - REFRESH_TOKEN_EXPIRE_SECONDS``.
+4. ``access_tokens``: no refresh token points at them and ``expires < now``.
+5. ``id_tokens``: no access token points at them and ``expires < now``.
+6. ``grants``: ``expires < now``.
+
+A batch walks the primary key (keyset): it finds the next ``batch_size`` matching keys above the
+cursor with one indexed query that returns only their count and the largest key, then deletes the
+rows of that key range that still match the predicate with one set-based ``DELETE``. No id list
+travels through Python, no ``OFFSET``, no count of the whole table. Because the predicate is
+evaluated again by the ``DELETE`` itself, re-running a batch (a redelivered task, a rolled back
+transaction) only removes what still qualifies.
+
+On-delete rules of the models are honoured in SQL: links declared ``SET_NULL`` towards the deleted
+rows are cleared by one ``UPDATE`` per relation before the ``DELETE``. If a batch would have to
+cascade into, or be blocked by, another table (``CASCADE`` rows that exist, ``PROTECT``,
+``RESTRICT``, ``SET_DEFAULT``, ``SET(...)``), or if ``pre_delete``/``post_delete`` receivers are
+connected for the model, that batch falls back to Django's ORM ``delete()`` of the same bounded
+key range, which runs the collector and sends the signals, exactly as django-oauth-toolkit does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models, router, transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.deletion import DO_NOTHING, SET_NULL, get_candidate_relations_to_delete
+from django.db.models.signals import post_delete, pre_delete
+from django.utils import timezone
+
+from .settings import oauth2_settings
+
+logger = logging.getLogger(__name__)
+
+#: Bounds of a batch size and of the pause between batches, shared by every entry point
+#: (settings, ``cleartokens`` options, dispatched runs).
+MIN_BATCH_SIZE = 1
+MAX_BATCH_SIZE = 100_000
+MIN_INTERVAL = 0
+MAX_INTERVAL = 3600
+
+REVOKED_REFRESH_TOKENS = "revoked_refresh_tokens"
+ORPHANED_REFRESH_TOKENS = "orphaned_refresh_tokens"
+EXPIRED_REFRESH_TOKENS = "expired_refresh_tokens"
+ACCESS_TOKENS = "access_tokens"
+ID_TOKENS = "id_tokens"
+GRANTS = "grants"
+
+#: The phases of a cleanup, in the order that keeps every foreign key valid.
+PHASES: tuple[str, ...] = (
+    REVOKED_REFRESH_TOKENS,
+    ORPHANED_REFRESH_TOKENS,
+    EXPIRED_REFRESH_TOKENS,
+    ACCESS_TOKENS,
+    ID_TOKENS,
+    GRANTS,
+)
+
+PHASE_LABELS = {
+    REVOKED_REFRESH_TOKENS: "Revoked refresh tokens",
+    ORPHANED_REFRESH_TOKENS: "Orphaned refresh tokens",
+    EXPIRED_REFRESH_TOKENS: "Expired refresh tokens",
+    ACCESS_TOKENS: "Expired access tokens",
+    ID_TOKENS: "Expired ID tokens",
+    GRANTS: "Expired grants",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+def _seconds_setting(name: str) -> timedelta | None:
+    """A seconds setting as a timedelta (None when unset or zero, as django-oauth-toolkit reads it).
+
+    Raises ImproperlyConfigured naming the setting when the value is negative or not a number.
+    """
+    value = getattr(oauth2_settings, name)
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        delta = value
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise ImproperlyConfigured(f"{name} must be a number of seconds or a timedelta, got {value!r}")
+        try:
+            delta = timedelta(seconds=float(value))
+        except (OverflowError, ValueError) as exc:
+            raise ImproperlyConfigured(f"{name} must be a number of seconds, got {value!r}") from exc
+    if delta < timedelta(0):
+        raise ImproperlyConfigured(f"{name} must not be negative, got {value!r}")
+    return delta or None
+
+
+def validate_batch_size(value: Any, name: str = "batch_size") -> int:
+    """``value`` as a batch size, or ValueError naming ``name`` and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+            value = int(value)
+        else:
+            raise ValueError(
+                f"{name} must be an integer between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}, got {value!r}"
+            )
+    if not MIN_BATCH_SIZE <= value <= MAX_BATCH_SIZE:
+        raise ValueError(f"{name} must be between {MIN_BATCH_SIZE} and {MAX_BATCH_SIZE}, got {value}")
+    return value
+
+
+def validate_interval(value: Any, name: str = "interval") -> float:
+    """``value`` as a pause in seconds between batches, or ValueError naming ``name``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number of seconds between {MIN_INTERVAL} and {MAX_INTERVAL}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(
+                f"{name} must be a number of seconds between {MIN_INTERVAL} and {MAX_INTERVAL}, got {value!r}"
+            ) from None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if not isinstance(value, (int, float, Decimal)) or value != value:  # NaN is not a number of seconds
+        raise ValueError(
+            f"{name} must be a number of seconds between {MIN_INTERVAL} and {MAX_INTERVAL}, got {value!r}"
+        )
+    if not MIN_INTERVAL <= value <= MAX_INTERVAL:
+        raise ValueError(f"{name} must be between {MIN_INTERVAL} and {MAX_INTERVAL} seconds, got {value}")
+    return float(value)
+
+
+def default_batch_size() -> int:
+    """``CLEAR_EXPIRED_TOKENS_BATCH_SIZE``, checked against the engine's bounds."""
+    try:
+        return validate_batch_size(
+            oauth2_settings.CLEAR_EXPIRED_TOKENS_BATCH_SIZE, "CLEAR_EXPIRED_TOKENS_BATCH_SIZE"
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+
+
+def default_interval() -> float:
+    """``CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL``, checked against the engine's bounds."""
+    try:
+        return validate_interval(
+            oauth2_settings.CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL, "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL"
+        )
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class CleanupPlan:
+    """The cutoffs of one cleanup run, derived once from a frozen ``now`` and the settings."""
+
+    now: datetime
+    #: Rule 1 deletes refresh tokens revoked at or before this; None: rule 1 deletes nothing.
+    refresh_revoked_before: datetime | None
+    #: Rule 3 deletes refresh tokens whose access token expired at or before this; None: rule 3 off.
+    refresh_expired_before: datetime | None
+
+    @classmethod
+    def from_settings(cls, now: datetime | None = None) -> CleanupPlan:
+        """Read the settings the way django-oauth-toolkit 3.4 does; bad values are ImproperlyConfigured."""
+        now = now or timezone.now()
+        if timezone.is_naive(now):
+            raise ValueError("now must be an aware datetime")
+        revoked_before: datetime | None = now
+        grace = _seconds_setting("REFRESH_TOKEN_GRACE_PERIOD_SECONDS")
+        if grace:
+            revoked_before = now - grace
+        expire = _seconds_setting("REFRESH_TOKEN_EXPIRE_SECONDS")
+        expired_before = now - expire if expire else None
+        if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION:
+            # Revoked tokens are what lets the reuse of a rotated token be detected: they stay
+            # until they would have expired (forever when refresh tokens never expire).
+            revoked_before = expired_before
+        return cls(now=now, refresh_revoked_before=revoked_before, refresh_expired_before=expired_before)
+
+
+# --------------------------------------------------------------------------------------------
+# Predicates
+
+
+def _models():
+    from .models import (
+        get_access_token_model,
+        get_grant_model,
+        get_id_token_model,
+        get_refresh_token_model,
+    )
+
+    return get_refresh_token_model(), get_access_token_model(), get_id_token_model(), get_grant_model()
+
+
+def _never() -> Q:
+    return Q(pk__in=[])
+
+
+def _revoked_refresh_q(plan: CleanupPlan) -> Q:
+    if plan.refresh_revoked_before is None:
+        return _never()
+    return Q(revoked__lte=plan.refresh_revoked_before)
+
+
+def _orphaned_refresh_q(plan: CleanupPlan) -> Q:
+    return Q(revoked__isnull=True, access_token__isnull=True)
+
+
+def _expired_refresh_q(plan: CleanupPlan) -> Q:
+    if plan.refresh_expired_before is None:
+        return _never()
+    _, access_model, _, _ = _models()
+    expired_access = access_model._base_manager.filter(
+        pk=OuterRef("access_token_id"), expires__lte=plan.refresh_expired_before
+    )
+    return Q(revoked__isnull=True) & Q(Exists(expired_access))
+
+
+def _access_token_q(plan: CleanupPlan, dry_run: bool) -> Q:
+    refresh_model, _, _, _ = _models()
+    pointing = refresh_model._base_manager.filter(access_token=OuterRef("pk"))
+    if dry_run:
+        # Nothing was deleted by the refresh phases of a dry run: count as if they had run, so a
+        # dry run reports what a real run would delete. Orphans (rule 2) never point at a token.
+        pointing = pointing.exclude(_revoked_refresh_q(plan)).exclude(_expired_refresh_q(plan))
+    return Q(expires__lt=plan.now) & ~Q(Exists(pointing))
+
+
+def _id_token_q(plan: CleanupPlan, dry_run: bool) -> Q:
+    _, access_model, _, _ = _models()
+    pointing = access_model._base_manager.filter(id_token=OuterRef("pk"))
+    if dry_run:
+        pointing = pointing.exclude(_access_token_q(plan, dry_run=True))
+    return Q(expires__lt=plan.now) & ~Q(Exists(pointing))
+
+
+def _grant_q(plan: CleanupPlan) -> Q:
+    return Q(expires__lt=plan.now)
+
+
+def phase_model(phase: str) -> type[models.Model]:
+    """The (possibly swapped) model a phase deletes from."""
+    refresh_model, access_model, id_model, grant_model = _models()
+    return {
+        REVOKED_REFRESH_TOKENS: refresh_model,
+        ORPHANED_REFRESH_TOKENS: refresh_model,
+        EXPIRED_REFRESH_TOKENS: refresh_model,
+        ACCESS_TOKENS: access_model,
+        ID_TOKENS: id_model,
+        GRANTS: grant_model,
+    }[phase]
+
+
+def phase_predicate(phase: str, plan: CleanupPlan, *, dry_run: bool = False) -> Q:
+    """The rows ``phase`` deletes, as a filter on :func:`phase_model`."""
+    if phase == REVOKED_REFRESH_TOKENS:
+        return _revoked_refresh_q(plan)
+    if phase == ORPHANED_REFRESH_TOKENS:
+        return _orphaned_refresh_q(plan)
+    if phase == EXPIRED_REFRESH_TOKENS:
+        return _expired_refresh_q(plan)
+    if phase == ACCESS_TOKENS:
+        return _access_token_q(plan, dry_run)
+    if phase == ID_TOKENS:
+        return _id_token_q(plan, dry_run)
+    if phase == GRANTS:
+        return _grant_q(plan)
+    raise ValueError(f"unknown cleanup phase {phase!r}; phases are {', '.join(PHASES)}")
+
+
+def phase_is_active(phase: str, plan: CleanupPlan) -> bool:
+    """False for a phase the settings switch off (rule 1 under reuse protection, rule 3 unset)."""
+    if phase == REVOKED_REFRESH_TOKENS:
+        return plan.refresh_revoked_before is not None
+    if phase == EXPIRED_REFRESH_TOKENS:
+        return plan.refresh_expired_before is not None
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# One batch
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch did.
+
+    ``deleted`` is the number of rows removed (on a dry run: that would be removed); ``cursor``
+    the largest key the batch covered (the next batch starts above it); ``done`` that the phase
+    has nothing left above the cursor. ``unlinked`` counts the ``SET NULL`` updates per
+    relation, and ``orm_fallback`` says the batch went through Django's collector.
+    """
+
+    phase: str
+    deleted: int
+    cursor: Any
+    done: bool
+    dry_run: bool = False
+    unlinked: dict[str, int] = field(default_factory=dict)
+    orm_fallback: bool = False
+
+
+def _json_cursor(value: Any) -> Any:
+    """Keys are stored in a run's JSON: integers stay integers, anything else becomes text."""
+    if value is None or isinstance(value, int):
+        return value
+    return str(value)
+
+
+def _window(model, predicate: Q, cursor: Any, batch_size: int):
+    qs = model._base_manager.filter(predicate)
+    if cursor is not None:
+        qs = qs.filter(pk__gt=cursor)
+    return qs.order_by("pk").annotate(cleanup_key=F("pk")).values_list("cleanup_key")[:batch_size]
+
+
+def _count_and_last_key(model, window, using: str) -> tuple[int, Any]:
+    """Count and largest key of the keyset window, in one query returning one row."""
+    connection = connections[using]
+    sql, params = window.query.get_compiler(using).as_sql()
+    key = connection.ops.quote_name("cleanup_key")
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*), MAX(w.{key}) FROM ({sql}) w", params)
+        count, last = cur.fetchone()
+    if last is not None:
+        last = model._meta.pk.to_python(last)
+    return int(count), last
+
+
+def _fast_delete_blockers(model) -> tuple[list, list]:
+    """Reverse relations to clear with an UPDATE, and relations that need the ORM's collector."""
+    set_null, other = [], []
+    for relation in get_candidate_relations_to_delete(model._meta):
+        on_delete = relation.on_delete
+        if on_delete is DO_NOTHING:
+            continue
+        if on_delete is SET_NULL:
+            set_null.append(relation)
+        else:
+            other.append(relation)
+    return set_null, other
+
+
+def _has_delete_receivers(model) -> bool:
+    return pre_delete.has_listeners(model) or post_delete.has_listeners(model)
+
+
+def run_phase_batch(
+    phase: str,
+    *,
+    now: datetime | CleanupPlan,
+    batch_size: int,
+    cursor: Any = None,
+    dry_run: bool = False,
+) -> BatchResult:
+    """Delete (or, on a dry run, count) the next ``batch_size`` rows of ``phase`` above ``cursor``.
+
+    ``now`` is the run's frozen time (or a ready :class:`CleanupPlan`). The batch commits on its
+    own, or joins the caller's transaction, so that a caller can record progress atomically with it.
+    """
+    plan = now if isinstance(now, CleanupPlan) else CleanupPlan.from_settings(now)
+    batch_size = validate_batch_size(batch_size)
+    model = phase_model(phase)
+    if not phase_is_active(phase, plan):
+        return BatchResult(phase=phase, deleted=0, cursor=_json_cursor(cursor), done=True, dry_run=dry_run)
+
+    predicate = phase_predicate(phase, plan, dry_run=dry_run)
+    using = router.db_for_write(model)
+    with transaction.atomic(using=using):
+        count, last = _count_and_last_key(model, _window(model, predicate, cursor, batch_size), using)
+        done = count < batch_size
+        if count == 0:
+            return BatchResult(
+                phase=phase, deleted=0, cursor=_json_cursor(cursor), done=True, dry_run=dry_run
+            )
+        if dry_run:
+            return BatchResult(phase=phase, deleted=count, cursor=_json_cursor(last), done=done, dry_run=True)
+
+        # The key range this batch owns; the predicate is evaluated again by the statements below.
+        rows = model._base_manager.filter(predicate, pk__lte=last)
+        if cursor is not None:
+            rows = rows.filter(pk__gt=cursor)
+
+        set_null, other = _fast_delete_blockers(model)
+        needs_collector = _has_delete_receivers(model)
+        for relation in other:
+            if relation.on_delete is models.CASCADE and not (
+                _has_delete_receivers(relation.related_model)
+                or relation.related_model._base_manager.filter(
+                    **{f"{relation.field.name}__in": rows.values("pk")}
+                ).exists()
+            ):
+                # A cascade with nothing to cascade to (rule 5 only picks ID tokens no access
+                # token points at) needs no collector.
+                continue
+            needs_collector = True
+
+        if needs_collector:
+            total, per_model = rows.delete()
+            logger.debug("cleanup %s: ORM delete of %s rows (%s)", phase, total, per_model)
+            # The phase counts rows of its own model, not the ones cascaded to.
+            deleted = per_model.get(model._meta.label, 0)
+            return BatchResult(
+                phase=phase, deleted=deleted, cursor=_json_cursor(last), done=done, orm_fallback=True
+            )
+
+        unlinked: dict[str, int] = {}
+        for relation in set_null:
+            related = relation.related_model
+            n = related._base_manager.filter(**{f"{relation.field.name}__in": rows.values("pk")}).update(
+                **{relation.field.name: None}
+            )
+            if n:
+                unlinked[f"{related._meta.label}.{relation.field.name}"] = n
+        deleted = rows._raw_delete(using)
+    return BatchResult(
+        phase=phase, deleted=int(deleted or 0), cursor=_json_cursor(last), done=done, unlinked=unlinked
+    )
+
+
+def _phase_function(phase: str) -> Callable[..., BatchResult]:
+    def batch(*, now: datetime | CleanupPlan, batch_size: int, cursor: Any = None, dry_run: bool = False):
+        return run_phase_batch(phase, now=now, batch_size=batch_size, cursor=cursor, dry_run=dry_run)
+
+    batch.__name__ = f"delete_{phase}"
+    batch.__doc__ = f"One batch of the {PHASE_LABELS[phase].lower()} phase (see run_phase_batch)."
+    return batch
+
+
+delete_revoked_refresh_tokens = _phase_function(REVOKED_REFRESH_TOKENS)
+delete_orphaned_refresh_tokens = _phase_function(ORPHANED_REFRESH_TOKENS)
+delete_expired_refresh_tokens = _phase_function(EXPIRED_REFRESH_TOKENS)
+delete_expired_access_tokens = _phase_function(ACCESS_TOKENS)
+delete_expired_id_tokens = _phase_function(ID_TOKENS)
+delete_expired_grants = _phase_function(GRANTS)
+
+#: Phase name to batch function, in phase order.
+BATCH_FUNCTIONS: dict[str, Callable[..., BatchResult]] = {
+    REVOKED_REFRESH_TOKENS: delete_revoked_refresh_tokens,
+    ORPHANED_REFRESH_TOKENS: delete_orphaned_refresh_tokens,
+    EXPIRED_REFRESH_TOKENS: delete_expired_refresh_tokens,
+    ACCESS_TOKENS: delete_expired_access_tokens,
+    ID_TOKENS: delete_expired_id_tokens,
+    GRANTS: delete_expired_grants,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The in-process loop
+
+
+def clear_expired(
+    *,
+    batch_size: int | None = None,
+    interval: float | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    progress: Callable[[BatchResult, dict[str, int]], None] | None = None,
+) -> dict[str, int]:
+    """Delete what django-oauth-toolkit 3.4's ``clear_expired()`` deletes, batch by batch, in process.
+
+    ``batch_size`` and ``interval`` default to ``CLEAR_EXPIRED_TOKENS_BATCH_SIZE`` and
+    ``CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL``; the pause only separates batches, it never follows
+    the last one. ``progress`` is called after every batch with its result and the running totals.
+    Returns the number of rows deleted (or, on a dry run, that would be) per phase.
+    """
+    batch_size = default_batch_size() if batch_size is None else validate_batch_size(batch_size)
+    interval = default_interval() if interval is None else validate_interval(interval)
+    plan = CleanupPlan.from_settings(now)
+    totals = dict.fromkeys(PHASES, 0)
+    started = time.monotonic()
+    first_batch = True
+    for phase in PHASES:
+        if not phase_is_active(phase, plan):
+            logger.info("%s: phase off with these settings, nothing deleted", PHASE_LABELS[phase])
+            continue
+        cursor = None
+        while True:
+            if not first_batch and interval:
+                time.sleep(interval)
+            first_batch = False
+            result = BATCH_FUNCTIONS[phase](now=plan, batch_size=batch_size, cursor=cursor, dry_run=dry_run)
+            totals[phase] += result.deleted
+            cursor = result.cursor
+            if progress is not None:
+                progress(result, dict(totals))
+            if result.done:
+                break
+        logger.info(
+            "%s %s: %s%s",
+            PHASE_LABELS[phase],
+            "to delete" if dry_run else "deleted",
+            totals[phase],
+            " (dry run)" if dry_run else "",
+        )
+    logger.info(
+        "clear_expired %s in %.3fs: %s",
+        "dry run" if dry_run else "done",
+        time.monotonic() - started,
+        ", ".join(f"{phase}={count}" for phase, count in totals.items()),
+    )
+    return totals
