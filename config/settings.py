@@ -183,15 +183,39 @@ if OAUTH2_PROVIDER["OIDC_ENABLED"] and not OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+# LOG_FORMAT=json writes one JSON object per line (with the extra fields of each record); "plain" is
+# the default. Every line passes the redaction filter, whatever its logger.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "oauth_tasks.logging.RedactSecretsFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "oauth_tasks.logging.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "oauth_tasks.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact_secrets"],
+        }
+    },
     "loggers": {
         "oauth_provider": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "oauth_tasks": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
+    # Everything else (Django, Celery, gunicorn's error log) through the same handler. A Celery
+    # worker keeps a root logger that already has a handler (worker_hijack_root_logger is off).
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# The maintenance app (see oauth_tasks/conf.py for every key and its default).
+OAUTH_MAINTENANCE = {
+    "HEALTH_EXPIRED_RATIO_WARNING": float(os.environ.get("HEALTH_EXPIRED_RATIO_WARNING", "0.5")),
 }

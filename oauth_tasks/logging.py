@@ -1,0 +1,176 @@
+"""Log formatting and redaction for the provider and its maintenance worker.
+
+``JsonFormatter`` writes one JSON object per line (``LOG_FORMAT=json``) with the record's ``extra``
+fields (run id, job, phase, counts, duration) as keys of their own, so a log pipeline can index
+them. ``RedactSecretsFilter`` and both formatters pass every message, argument and traceback through
+``redact``: the code never logs a token or a secret on purpose, and this is the defence in depth for
+the day something does (a repr, an exception carrying SQL parameters, a third-party library).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+MASK = "[REDACTED]"
+
+# A value following a name that says it is secret: ``token=...``, ``"client_secret": "..."``,
+# ``password: ...``. The name may be part of a longer one (access_token, refresh_token, id_token).
+_SECRET_NAMES = (
+    r"[A-Za-z_\-]*(?:token|secret|password|passwd|pwd|api[_-]?key|authorization|assertion|code_verifier)"
+    r"|code|jti|sessionid|csrftoken"
+)
+_KEY_VALUE = re.compile(
+    rf"(?P<key>(?<![A-Za-z0-9])(?:{_SECRET_NAMES})[\"']?\s*(?:=|:)\s*[\"']?)(?P<value>[^\s\"'&,;)}}\]]+)",
+    re.IGNORECASE,
+)
+# ``Authorization: Bearer <value>`` / ``Basic <value>``, also inside a header dump.
+_AUTH_SCHEME = re.compile(
+    r"(?P<key>\b(?:Bearer|Basic|Token)\s+)(?P<value>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE
+)
+# Credentials in a URL: ``redis://:password@host``, ``postgres://user:password@host``.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<key>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)(?P<value>[^\s@/]+)(?=@)", re.IGNORECASE
+)
+# A JSON Web Token (an ID token or a signed access token): three base64url parts.
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*")
+# A stored secret hash (``pbkdf2_sha256$...``, ``argon2$...``): not the secret, but never needed in a log.
+_PASSWORD_HASH = re.compile(r"\b(?:pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha256|bcrypt|scrypt)\$[^\s\"',]+")
+# A long run of token characters mixing letters and digits or cases: what generated tokens, client
+# secrets and their checksums look like, whatever key (if any) they come with. Identifiers of the
+# code (module paths, snake_case names) and UUIDs (task and run ids) are kept.
+_TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{24,}(?![A-Za-z0-9_\-])")
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _looks_generated(value: str) -> bool:
+    if _UUID.fullmatch(value):
+        # Task ids, run ids and ID token ``jti``s are identifiers operators need to correlate.
+        return False
+    classes = sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+        )
+    )
+    if classes >= 2 and sum(c.isdigit() for c in value) >= 2:
+        return True
+    # Mixed case without digits still looks generated unless it reads like words joined by _ or -.
+    return classes >= 2 and not re.fullmatch(r"[A-Za-z]+(?:[_\-][A-Za-z]+)*", value)
+
+
+def _mask_token_like(match: re.Match[str]) -> str:
+    value = match.group(0)
+    return MASK if _looks_generated(value) else value
+
+
+def _mask_key_value(match: re.Match[str]) -> str:
+    value = match.group("value")
+    # Counts (``refresh_token=3`` in a batch line) and short words after a bare ``code:`` (an HTTP
+    # status, an exit code) are not secrets; a grant code or a token is long and not a number.
+    if value == MASK or (value.isdigit() and len(value) < 12):
+        return match.group(0)
+    if match.group("key").lower().startswith(("code", "jti")) and len(value) < 8:
+        return match.group(0)
+    return match.group("key") + MASK
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a token, a secret or a credential replaced by a mask."""
+    if not text:
+        return text
+    text = _JWT.sub(MASK, text)
+    text = _PASSWORD_HASH.sub(MASK, text)
+    text = _URL_CREDENTIALS.sub(lambda m: m.group("key") + MASK, text)
+    text = _AUTH_SCHEME.sub(lambda m: m.group("key") + MASK, text)
+    text = _KEY_VALUE.sub(_mask_key_value, text)
+    return _TOKEN_LIKE.sub(_mask_token_like, text)
+
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_redact_value(v) for v in value]
+    return redact(str(value))
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites a record's message (with its arguments merged in) and its extra fields, redacted.
+
+    Attached to handlers, so it sees records of every logger, Django's and Celery's included.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: keep its text only
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_ATTRIBUTES and not name.startswith("_"):
+                setattr(record, name, _redact_value(value))
+        return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """The plain text formatter, with the formatted line (traceback included) redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, extra fields, exception; redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRIBUTES and not name.startswith("_") and name not in payload:
+                payload[name] = _redact_value(value)
+        if record.exc_info:
+            payload["exception"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            payload["stack"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def _add_filter_to_handlers(logger: logging.Logger | None, **kwargs: Any) -> None:
+    """Give the handlers Celery installs for its own loggers the redaction filter too."""
+    if logger is None:
+        return
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactSecretsFilter) for f in handler.filters):
+            handler.addFilter(RedactSecretsFilter())
+
+
+def _connect_celery_signals() -> None:
+    try:
+        from celery import signals
+    except ImportError:  # pragma: no cover - Celery is a dependency
+        return
+    signals.after_setup_logger.connect(_add_filter_to_handlers, weak=False)
+    signals.after_setup_task_logger.connect(_add_filter_to_handlers, weak=False)
+
+
+_connect_celery_signals()
