@@ -386,6 +386,26 @@ def run_phase_batch(
         return BatchResult(phase=phase, deleted=0, cursor=_json_cursor(cursor), done=True, dry_run=dry_run)
 
     predicate = phase_predicate(phase, plan, dry_run=dry_run)
+    return delete_keyset_batch(
+        model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run
+    )
+
+
+def delete_keyset_batch(
+    model: type[models.Model],
+    predicate: Q,
+    *,
+    phase: str,
+    cursor: Any = None,
+    batch_size: int,
+    dry_run: bool = False,
+) -> BatchResult:
+    """Delete (or count) the next ``batch_size`` rows of ``model`` matching ``predicate`` above ``cursor``.
+
+    The shared mechanism of every deleting batch (cleanup and revocation): a keyset window, the
+    ``SET NULL`` links cleared with one ``UPDATE`` per relation, one ``DELETE`` of the key range with
+    the predicate evaluated again, and Django's collector only where the models need it.
+    """
     using = router.db_for_write(model)
     with transaction.atomic(using=using):
         count, last = _count_and_last_key(model, _window(model, predicate, cursor, batch_size), using)
