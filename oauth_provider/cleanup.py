@@ -321,7 +321,7 @@ class BatchResult:
     orm_fallback: bool = False
 
 
-def _json_cursor(value: Any) -> Any:
+def json_cursor(value: Any) -> Any:
     """Keys are stored in a run's JSON: integers stay integers, anything else becomes text."""
     if value is None or isinstance(value, int):
         return value
@@ -346,6 +346,16 @@ def _count_and_last_key(model, window, using: str) -> tuple[int, Any]:
     if last is not None:
         last = model._meta.pk.to_python(last)
     return int(count), last
+
+
+def keyset_window(model, predicate: Q, *, cursor: Any, batch_size: int, using: str | None = None):
+    """Count and largest key of the next ``batch_size`` rows matching ``predicate`` above ``cursor``.
+
+    One indexed query returning one row: the window a batch owns, for batches that update rather
+    than delete (revocation, data migrations).
+    """
+    using = using or router.db_for_write(model)
+    return _count_and_last_key(model, _window(model, predicate, cursor, batch_size), using)
 
 
 def _fast_delete_blockers(model) -> tuple[list, list]:
@@ -383,7 +393,7 @@ def run_phase_batch(
     batch_size = validate_batch_size(batch_size)
     model = phase_model(phase)
     if not phase_is_active(phase, plan):
-        return BatchResult(phase=phase, deleted=0, cursor=_json_cursor(cursor), done=True, dry_run=dry_run)
+        return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
 
     predicate = phase_predicate(phase, plan, dry_run=dry_run)
     return delete_keyset_batch(
@@ -411,11 +421,9 @@ def delete_keyset_batch(
         count, last = _count_and_last_key(model, _window(model, predicate, cursor, batch_size), using)
         done = count < batch_size
         if count == 0:
-            return BatchResult(
-                phase=phase, deleted=0, cursor=_json_cursor(cursor), done=True, dry_run=dry_run
-            )
+            return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
         if dry_run:
-            return BatchResult(phase=phase, deleted=count, cursor=_json_cursor(last), done=done, dry_run=True)
+            return BatchResult(phase=phase, deleted=count, cursor=json_cursor(last), done=done, dry_run=True)
 
         # The key range this batch owns; the predicate is evaluated again by the statements below.
         rows = model._base_manager.filter(predicate, pk__lte=last)
@@ -442,7 +450,7 @@ def delete_keyset_batch(
             # The phase counts rows of its own model, not the ones cascaded to.
             deleted = per_model.get(model._meta.label, 0)
             return BatchResult(
-                phase=phase, deleted=deleted, cursor=_json_cursor(last), done=done, orm_fallback=True
+                phase=phase, deleted=deleted, cursor=json_cursor(last), done=done, orm_fallback=True
             )
 
         unlinked: dict[str, int] = {}
@@ -455,7 +463,7 @@ def delete_keyset_batch(
                 unlinked[f"{related._meta.label}.{relation.field.name}"] = n
         deleted = rows._raw_delete(using)
     return BatchResult(
-        phase=phase, deleted=int(deleted or 0), cursor=_json_cursor(last), done=done, unlinked=unlinked
+        phase=phase, deleted=int(deleted or 0), cursor=json_cursor(last), done=done, unlinked=unlinked
     )
 
 

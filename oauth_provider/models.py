@@ -506,6 +506,69 @@ class IDToken(AbstractIDToken):
         swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
 
 
+class RevocationWatermark(models.Model):
+    """ "Not valid before" for one revocation target: tokens issued earlier are refused at once.
+
+    A bulk revocation writes this one row first, so the revocation takes effect immediately, and
+    the background job removes the token rows afterwards. The target is an application, a user, a
+    user within one application, or a scope; each target has at most one row, whose
+    ``not_before`` only moves forward.
+    """
+
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, null=True, blank=True
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="oauth_revocation_watermarks",
+    )
+    scope = models.CharField(max_length=255, blank=True, default="")
+    not_before = models.DateTimeField()
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "user"],
+                condition=models.Q(application__isnull=False, user__isnull=False),
+                name="watermark_user_application",
+            ),
+            models.UniqueConstraint(
+                fields=["application"],
+                condition=models.Q(user__isnull=True, scope=""),
+                name="watermark_application",
+            ),
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(application__isnull=True, scope=""),
+                name="watermark_user",
+            ),
+            models.UniqueConstraint(fields=["scope"], condition=~models.Q(scope=""), name="watermark_scope"),
+            models.CheckConstraint(
+                condition=(
+                    (models.Q(application__isnull=False) | models.Q(user__isnull=False)) & models.Q(scope="")
+                )
+                | (models.Q(application__isnull=True, user__isnull=True) & ~models.Q(scope="")),
+                name="watermark_one_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        parts = []
+        if self.application_id:
+            parts.append(f"application {self.application_id}")
+        if self.user_id:
+            parts.append(f"user {self.user_id}")
+        if self.scope:
+            parts.append(f"scope {self.scope}")
+        return f"Tokens of {' and '.join(parts)} issued before {self.not_before.isoformat()}"
+
+
 def get_application_model():
     return apps.get_model(oauth2_settings.APPLICATION_MODEL)
 

@@ -240,7 +240,8 @@ class OAuth2ProviderSettings:
                 )
         if attr == "CLEAR_EXPIRED_TOKENS_BATCH_SIZE" and (not isinstance(val, int) or val < 1):
             raise ImproperlyConfigured(
-                f"OAUTH2_PROVIDER setting 'CLEAR_EXPIRED_TOKENS_BATCH_SIZE' must be a positive integer, got {val!r}"
+                "OAUTH2_PROVIDER setting 'CLEAR_EXPIRED_TOKENS_BATCH_SIZE' must be a positive integer, "
+                f"got {val!r}"
             )
         if attr == "REQUEST_APPROVAL_PROMPT" and val not in ("force", "auto"):
             raise ImproperlyConfigured(

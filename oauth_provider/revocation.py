@@ -1,0 +1,234 @@
+"""Bulk revocation: every token of a user, of an application, of a user in one application, or
+carrying a scope.
+
+Revocation has two halves. :func:`record_watermark` writes one small row ("not valid before") for
+the target, and :func:`is_revoked_by_watermark` makes every token check (introspection, protected
+resources, refresh) refuse tokens issued before it: the revocation takes effect at once, however
+many rows remain. The batch functions below then remove the rows, chunked by keyset like cleanup,
+with the provider's own revocation semantics:
+
+1. ``refresh_tokens``: marked revoked (``revoked = now``) and unlinked from their access token, as
+   ``RefreshToken.revoke()`` does;
+2. ``access_tokens``: deleted;
+3. ``id_tokens``: deleted;
+4. ``grants``: deleted.
+
+Each batch re-evaluates its predicate, so running it twice does nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import models, router, transaction
+from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Concat, StrIndex
+from django.db.models.lookups import GreaterThan
+from django.utils import timezone
+
+from .cleanup import BatchResult, delete_keyset_batch, json_cursor, keyset_window, validate_batch_size
+from .models import (
+    RevocationWatermark,
+    get_access_token_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
+
+REFRESH_TOKENS = "refresh_tokens"
+ACCESS_TOKENS = "access_tokens"
+ID_TOKENS = "id_tokens"
+GRANTS = "grants"
+PHASES: tuple[str, ...] = (REFRESH_TOKENS, ACCESS_TOKENS, ID_TOKENS, GRANTS)
+
+
+def validate_scope_name(value: Any, name: str = "scope") -> str:
+    """A single scope token (RFC 6749 3.3: printable ASCII except space, quote and backslash)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty scope name")
+    bad = [ch for ch in value if not (0x21 <= ord(ch) <= 0x7E) or ch in '"\\']
+    if bad:
+        shown = "a space" if " " in bad else repr(bad[0])
+        raise ValueError(
+            f"{name} must be one scope name without spaces or quotes; {value!r} contains {shown}"
+        )
+    if len(value) > 255:
+        raise ValueError(f"{name} must be at most 255 characters")
+    return value
+
+
+def scope_word_q(scope: str, field: str = "scope") -> Q:
+    """Rows whose space-separated ``field`` contains ``scope`` as a whole word, case-sensitively.
+
+    ``read`` matches ``"read write"`` but not ``"read:admin"``. ``StrIndex`` is ``INSTR`` on SQLite
+    and ``STRPOS`` on PostgreSQL, both case-sensitive (SQLite's ``LIKE`` is not).
+    """
+    padded = Concat(Value(" "), F(field), Value(" "), output_field=models.TextField())
+    return Q(GreaterThan(StrIndex(padded, Value(f" {scope} ")), 0))
+
+
+@dataclass(frozen=True)
+class RevocationTarget:
+    """Whose tokens to revoke: a user, an application, both together, or a scope."""
+
+    user_id: int | None = None
+    application_id: int | None = None
+    scope: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scope:
+            validate_scope_name(self.scope)
+            if self.user_id is not None or self.application_id is not None:
+                raise ValueError("scope: a scope revocation cannot also name a user or an application")
+        elif self.user_id is None and self.application_id is None:
+            raise ValueError("target: name a user, an application, both, or a scope")
+
+    @property
+    def kind(self) -> str:
+        if self.scope:
+            return "scope"
+        if self.user_id is not None and self.application_id is not None:
+            return "user_application"
+        return "user" if self.user_id is not None else "application"
+
+    def describe(self) -> str:
+        if self.scope:
+            return f"tokens carrying scope {self.scope!r}"
+        parts = []
+        if self.user_id is not None:
+            parts.append(f"user {self.user_id}")
+        if self.application_id is not None:
+            parts.append(f"application {self.application_id}")
+        return "tokens of " + " in ".join(parts)
+
+    def owner_q(self) -> Q:
+        q = Q()
+        if self.user_id is not None:
+            q &= Q(user_id=self.user_id)
+        if self.application_id is not None:
+            q &= Q(application_id=self.application_id)
+        return q
+
+    def predicate(self, phase: str) -> Q:
+        """The rows of ``phase`` that belong to this target and still need work."""
+        if phase == REFRESH_TOKENS:
+            if self.scope:
+                carrying = get_access_token_model()._base_manager.filter(
+                    scope_word_q(self.scope), pk=OuterRef("access_token_id")
+                )
+                return Q(revoked__isnull=True) & Q(Exists(carrying))
+            return Q(revoked__isnull=True) & self.owner_q()
+        if phase in (ACCESS_TOKENS, ID_TOKENS, GRANTS):
+            return scope_word_q(self.scope) if self.scope else self.owner_q()
+        raise ValueError(f"unknown revocation phase {phase!r}; phases are {', '.join(PHASES)}")
+
+
+def phase_model(phase: str) -> type[models.Model]:
+    return {
+        REFRESH_TOKENS: get_refresh_token_model,
+        ACCESS_TOKENS: get_access_token_model,
+        ID_TOKENS: get_id_token_model,
+        GRANTS: get_grant_model,
+    }[phase]()
+
+
+def record_watermark(
+    target: RevocationTarget, at: datetime | None = None, reason: str = ""
+) -> RevocationWatermark:
+    """Make every token of ``target`` issued before ``at`` (default: now) invalid, in one small write."""
+    at = at or timezone.now()
+    lookup: dict[str, Any] = {"application_id": target.application_id, "user_id": target.user_id}
+    lookup["scope"] = target.scope
+    with transaction.atomic(using=router.db_for_write(RevocationWatermark)):
+        mark, created = RevocationWatermark.objects.select_for_update().get_or_create(
+            **lookup, defaults={"not_before": at, "reason": reason[:255]}
+        )
+        if not created and mark.not_before < at:
+            mark.not_before = at
+            mark.reason = reason[:255] or mark.reason
+            mark.save(update_fields=["not_before", "reason", "updated"])
+    return mark
+
+
+def is_revoked_by_watermark(token: Any) -> bool:
+    """True when a watermark of the token's application, user, user and application, or one of
+    its scopes, is later than the token's creation. One query over a small, indexed table."""
+    created = getattr(token, "created", None)
+    if created is None:
+        return False
+    application_id = getattr(token, "application_id", None)
+    user_id = getattr(token, "user_id", None)
+    q = Q()
+    if application_id is not None:
+        q |= Q(application_id=application_id, user__isnull=True, scope="")
+    if user_id is not None:
+        q |= Q(user_id=user_id, application__isnull=True, scope="")
+    if application_id is not None and user_id is not None:
+        q |= Q(application_id=application_id, user_id=user_id)
+    scope_text = getattr(token, "scope", None)
+    if scope_text is None:
+        access_token = getattr(token, "access_token", None)
+        scope_text = getattr(access_token, "scope", "") if access_token is not None else ""
+    scopes = scope_text.split()
+    if scopes:
+        q |= Q(scope__in=scopes)
+    if not q:
+        return False
+    return RevocationWatermark.objects.filter(q, not_before__gt=created).exists()
+
+
+def run_revocation_batch(
+    phase: str,
+    target: RevocationTarget,
+    *,
+    batch_size: int,
+    cursor: Any = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> BatchResult:
+    """One batch of ``phase`` for ``target``: at most ``batch_size`` rows above ``cursor``."""
+    batch_size = validate_batch_size(batch_size)
+    model = phase_model(phase)
+    predicate = target.predicate(phase)
+    if phase != REFRESH_TOKENS:
+        return delete_keyset_batch(
+            model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run
+        )
+    now = now or timezone.now()
+    using = router.db_for_write(model)
+    with transaction.atomic(using=using):
+        count, last = keyset_window(model, predicate, cursor=cursor, batch_size=batch_size, using=using)
+        if count == 0:
+            return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
+        done = count < batch_size
+        if dry_run:
+            return BatchResult(phase=phase, deleted=count, cursor=json_cursor(last), done=done, dry_run=True)
+        rows = model._base_manager.filter(predicate, pk__lte=last)
+        if cursor is not None:
+            rows = rows.filter(pk__gt=cursor)
+        revoked = rows.update(revoked=now, access_token=None, updated=now)
+    return BatchResult(phase=phase, deleted=revoked, cursor=json_cursor(last), done=done)
+
+
+def revoke_all(
+    target: RevocationTarget, *, batch_size: int = 10_000, reason: str = "", dry_run: bool = False
+) -> dict[str, int]:
+    """Revoke in process: the watermark, then every phase to the end. For shells and small targets;
+    the maintenance worker runs the same batches as a job."""
+    if not dry_run:
+        record_watermark(target, reason=reason)
+    totals = dict.fromkeys(PHASES, 0)
+    now = timezone.now()
+    for phase in PHASES:
+        cursor = None
+        while True:
+            result = run_revocation_batch(
+                phase, target, batch_size=batch_size, cursor=cursor, now=now, dry_run=dry_run
+            )
+            totals[phase] += result.deleted
+            cursor = result.cursor
+            if result.done:
+                break
+    return totals
