@@ -15,7 +15,7 @@ from oauth_provider.models import get_access_token_model, get_grant_model, get_r
 from .test_endpoints_support import (
     PASSWORD,
     REDIRECT_URI,
-    base_url,  # noqa: F401  (fixture)
+    base_url_fixture,  # noqa: F401  (the base_url fixture)
     browser_login,
     consent,
     make_client,
@@ -140,10 +140,7 @@ def test_force_approval_always_shows_the_form(base_url):
 
 
 def test_client_credentials_with_basic_and_body_authentication(base_url):
-    app_model = client_app = make_client(
-        authorization_grant_type="client-credentials", redirect_uris=""
-    )
-    del app_model
+    client_app = make_client(authorization_grant_type="client-credentials", redirect_uris="")
     oauth = OAuth2Session(client=BackendApplicationClient(client_id=client_app.client_id))
 
     token = oauth.fetch_token(
@@ -206,7 +203,10 @@ def test_refresh_rotates_and_a_replay_within_the_grace_period_returns_the_same_p
     assert replay.status_code == 200, replay.text
     assert replay.json()["access_token"] == second["access_token"]
     assert replay.json()["refresh_token"] == second["refresh_token"]
-    old, new = (get_refresh_token_model().lookup(first["refresh_token"]), get_refresh_token_model().lookup(second["refresh_token"]))
+    old, new = (
+        get_refresh_token_model().lookup(first["refresh_token"]),
+        get_refresh_token_model().lookup(second["refresh_token"]),
+    )
     assert old.revoked is not None and new.revoked is None
     assert old.token_family == new.token_family
 

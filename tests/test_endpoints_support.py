@@ -144,8 +144,8 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-@pytest.fixture
-def base_url(live_server, transactional_db, settings, monkeypatch) -> str:
+@pytest.fixture(name="base_url")
+def base_url_fixture(live_server, transactional_db, settings, monkeypatch) -> str:
     """The provider on a loopback port, with this module's URLconf and plain HTTP allowed for the client."""
     settings.ROOT_URLCONF = URLCONF
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
