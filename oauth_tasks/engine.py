@@ -1,0 +1,408 @@
+"""The job engine: dispatch runs, execute one batch at a time, chain, cancel, resume, watch.
+
+Contract (see docs/maintenance.md):
+
+* A run is created by :func:`dispatch`; a database constraint allows one active (pending or
+  running) run per job kind and parameters, so a second dispatch gets the active run back.
+* Each Celery message says "batch N of run R". :func:`run_batch` locks the run row, checks that the
+  run is active and that N is its current batch number, runs one batch of the job and records the
+  progress, all in one transaction. A duplicated or redelivered message finds a different number and
+  does nothing; a batch whose transaction rolled back is simply run again.
+* After commit, the next batch is enqueued with ``countdown=interval``: no worker ever sleeps.
+* The watchdog (:func:`requeue_stalled_runs`) re-enqueues active runs whose next batch is overdue,
+  which is how a run survives a lost message, a broker restart or a worker killed mid-batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from oauth_provider.cleanup import validate_batch_size, validate_interval
+
+from .jobs import get_job
+from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+RUN_BATCH_TASK = "oauth_tasks.run_batch"
+
+#: Default age past its due time after which an active run counts as stalled. Above the hard time
+#: limit of a batch task, so a batch still executing is never taken for a lost one.
+DEFAULT_STALL_SECONDS = 600
+
+
+class RunConflict(Exception):
+    """Raised by :func:`resume` when another active run of the same job and parameters exists."""
+
+    def __init__(self, run: MaintenanceRun) -> None:
+        super().__init__(f"run #{run.pk} of {run.kind} is already active")
+        self.run = run
+
+
+def params_fingerprint(kind: str, params: dict[str, Any], dry_run: bool) -> str:
+    """A stable digest of what a run does: the key of the one-active-run constraint."""
+    canonical = json.dumps(
+        {"kind": kind, "params": params, "dry_run": bool(dry_run)}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _validate_trigger(trigger: str, triggered_by: str) -> None:
+    if not isinstance(trigger, str) or not trigger.strip() or len(trigger) > 32:
+        raise ValidationError(
+            {"trigger": "trigger must be a name of 1 to 32 characters (beat, view, admin...)"}
+        )
+    if not isinstance(triggered_by, str) or len(triggered_by) > 255:
+        raise ValidationError({"triggered_by": "triggered_by must be text of at most 255 characters"})
+
+
+def _validated(value: Any, validator, name: str, default):
+    if value is None:
+        return default()
+    try:
+        return validator(value, name)
+    except ValueError as exc:
+        raise ValidationError({name: str(exc)}) from None
+
+
+def active_run(kind: str, params_key: str) -> MaintenanceRun | None:
+    return MaintenanceRun.objects.active().filter(kind=kind, params_key=params_key).first()
+
+
+def dispatch(
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    trigger: str,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    interval: float | None = None,
+    triggered_by: str = "",
+) -> tuple[MaintenanceRun, bool]:
+    """Create a run of job ``kind`` and enqueue its first batch; ``(run, True)``.
+
+    When a run of the same kind, parameters and dry-run flag is already active, nothing is created
+    and ``(that_run, False)`` is returned. Bad input raises ValidationError naming the field
+    (``kind``, a parameter, ``batch_size``, ``interval``, ``trigger``) before anything is written.
+    """
+    job = get_job(kind)
+    cleaned = job.validate_params(params)
+    batch_size = _validated(batch_size, validate_batch_size, "batch_size", job.default_batch_size)
+    interval = _validated(interval, validate_interval, "interval", job.default_interval)
+    _validate_trigger(trigger, triggered_by)
+    if not isinstance(dry_run, bool):
+        raise ValidationError({"dry_run": "dry_run must be true or false"})
+    phases = list(job.phases(cleaned))
+    key = params_fingerprint(kind, cleaned, dry_run)
+
+    existing = active_run(kind, key)
+    if existing is not None:
+        return existing, False
+    now = timezone.now()
+    task_id = str(uuid.uuid4())
+    try:
+        with transaction.atomic():
+            run = MaintenanceRun.objects.create(
+                kind=kind,
+                params=cleaned,
+                params_key=key,
+                status=RunStatus.PENDING,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                interval=interval,
+                phase=phases[0] if phases else "",
+                cutoff=now,
+                trigger=trigger,
+                triggered_by=triggered_by,
+                created_at=now,
+                heartbeat_at=now,
+                next_batch_at=now,
+                celery_task_id=task_id,
+            )
+            transaction.on_commit(lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id))
+    except IntegrityError:
+        existing = active_run(kind, key)
+        if existing is None:  # the other run finished in between: the constraint is free again
+            raise
+        return existing, False
+    logger.info(
+        "maintenance run dispatched run=%s job=%s trigger=%s dry_run=%s batch_size=%s interval=%s",
+        run.pk,
+        kind,
+        trigger,
+        dry_run,
+        batch_size,
+        interval,
+        extra={"run_id": run.pk, "job": kind, "event": "dispatched"},
+    )
+    return run, True
+
+
+def enqueue_batch(run_id: int, batch_number: int, *, countdown: float = 0, task_id: str | None = None) -> str:
+    """Send the message for batch ``batch_number`` of run ``run_id`` to the maintenance queue."""
+    from config.celery import app
+
+    result = app.send_task(
+        RUN_BATCH_TASK,
+        args=[run_id, batch_number],
+        countdown=countdown or None,
+        task_id=task_id or str(uuid.uuid4()),
+    )
+    return result.id
+
+
+@dataclass
+class BatchReport:
+    """What :func:`run_batch` did, for the task's return value, its progress state and its log line."""
+
+    run_id: int
+    outcome: str  # "ran", "finished", "stale", "missing", "cancelled"
+    kind: str = ""
+    status: str = ""
+    phase: str = ""
+    batch_number: int = 0
+    processed: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "kind": self.kind,
+            "status": self.status,
+            "phase": self.phase,
+            "batch_number": self.batch_number,
+            "processed": self.processed,
+            "counts": self.counts,
+            "duration": round(self.duration, 4),
+            **({"detail": self.detail} if self.detail else {}),
+        }
+
+
+def _locked(run_id: int) -> MaintenanceRun | None:
+    qs = MaintenanceRun.objects.filter(pk=run_id)
+    if connection.features.has_select_for_update:
+        qs = qs.select_for_update()
+    return qs.first()
+
+
+def run_batch(run_id: int, expected_batch_number: int) -> BatchReport:
+    """Run batch ``expected_batch_number`` of run ``run_id``, once.
+
+    Everything happens in one transaction holding the run row's lock: the status and batch-number
+    check, the job's batch, and the progress update. The next batch is enqueued after commit. An
+    exception rolls the whole batch back and propagates (the task retries or marks the run failed).
+    """
+    started = time.monotonic()
+    with transaction.atomic():
+        run = _locked(run_id)
+        if run is None:
+            return BatchReport(run_id=run_id, outcome="missing")
+        report = BatchReport(
+            run_id=run_id,
+            outcome="stale",
+            kind=run.kind,
+            status=run.status,
+            phase=run.phase,
+            batch_number=run.batch_number,
+            counts=dict(run.counts or {}),
+        )
+        if run.status not in ACTIVE_STATUSES or run.batch_number != expected_batch_number:
+            return report
+        now = timezone.now()
+        if run.cancel_requested:
+            run.status = RunStatus.CANCELLED
+            run.finished_at = now
+            run.next_batch_at = None
+            run.save(update_fields=["status", "finished_at", "next_batch_at"])
+            report.outcome, report.status = "cancelled", run.status
+            return report
+        job = get_job(run.kind)
+        phases = list(job.phases(run.params))
+        if run.status == RunStatus.PENDING:
+            run.status = RunStatus.RUNNING
+            run.started_at = now
+        if not run.phase and phases:
+            run.phase = phases[0]
+        counts = dict(run.counts or {})
+        processed = 0
+        finished = not phases
+        detail: dict[str, Any] = {}
+        while not finished:
+            phase = run.phase
+            outcome = job.run_batch(run, phase, run.cursor)
+            processed += outcome.processed
+            counts[phase] = counts.get(phase, 0) + outcome.processed
+            if outcome.detail:
+                detail[phase] = outcome.detail
+            if not outcome.phase_done:
+                run.cursor = outcome.cursor
+                break
+            index = phases.index(phase)
+            if index + 1 >= len(phases):
+                finished = True
+                run.cursor = outcome.cursor
+                break
+            run.phase, run.cursor = phases[index + 1], None
+            if outcome.processed:
+                # A phase that changed rows ends the batch; an empty one costs one query, so the
+                # next phase starts in the same batch and a run with nothing to do ends at once.
+                break
+
+        run.counts = counts
+        run.batch_number += 1
+        run.heartbeat_at = timezone.now()
+        run.last_error = ""
+        if finished:
+            run.status = RunStatus.SUCCEEDED
+            run.finished_at = run.heartbeat_at
+            run.next_batch_at = None
+        else:
+            run.next_batch_at = run.heartbeat_at + timedelta(seconds=run.interval)
+            run.celery_task_id = str(uuid.uuid4())
+            next_number, countdown, task_id = run.batch_number, run.interval, run.celery_task_id
+            transaction.on_commit(
+                lambda: enqueue_batch(run_id, next_number, countdown=countdown, task_id=task_id)
+            )
+        run.save()
+
+    report.outcome = "finished" if finished else "ran"
+    report.status, report.phase, report.batch_number = run.status, run.phase, run.batch_number
+    report.processed, report.counts, report.detail = processed, counts, detail
+    report.duration = time.monotonic() - started
+    return report
+
+
+def mark_failed(run_id: int, expected_batch_number: int, error: BaseException | str) -> bool:
+    """Record that batch ``expected_batch_number`` failed for good; False if the run moved on meanwhile."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    from .logging import redact
+
+    with transaction.atomic():
+        run = _locked(run_id)
+        if run is None or run.status not in ACTIVE_STATUSES or run.batch_number != expected_batch_number:
+            return False
+        run.status = RunStatus.FAILED
+        run.last_error = redact(message)[:4000]
+        run.finished_at = timezone.now()
+        run.next_batch_at = None
+        run.save(update_fields=["status", "last_error", "finished_at", "next_batch_at"])
+    return True
+
+
+def cancel(run: MaintenanceRun | int, *, by: str = "") -> MaintenanceRun:
+    """Stop a run after the batch in flight, if any.
+
+    Waits for the run row's lock (held by an executing batch), then marks the run cancelled, so the
+    next batch message finds a finished run and does nothing. A finished run is returned unchanged.
+    """
+    run_id = run.pk if isinstance(run, MaintenanceRun) else run
+    with transaction.atomic():
+        locked = _locked(run_id)
+        if locked is None:
+            raise MaintenanceRun.DoesNotExist(f"no maintenance run #{run_id}")
+        if locked.status in ACTIVE_STATUSES:
+            locked.cancel_requested = True
+            locked.status = RunStatus.CANCELLED
+            locked.finished_at = timezone.now()
+            locked.next_batch_at = None
+            if by:
+                locked.last_error = f"cancelled by {by}"[:4000]
+            locked.save(
+                update_fields=["cancel_requested", "status", "finished_at", "next_batch_at", "last_error"]
+            )
+            logger.info(
+                "maintenance run cancelled run=%s job=%s batch=%s",
+                locked.pk,
+                locked.kind,
+                locked.batch_number,
+                extra={"run_id": locked.pk, "job": locked.kind, "event": "cancelled"},
+            )
+    return locked
+
+
+def resume(run: MaintenanceRun | int) -> MaintenanceRun:
+    """Continue a failed, cancelled or stalled run from its phase and cursor.
+
+    Raises RunConflict when another active run does the same work, and ValueError for a run that
+    succeeded (there is nothing left to do).
+    """
+    run_id = run.pk if isinstance(run, MaintenanceRun) else run
+    try:
+        with transaction.atomic():
+            locked = _locked(run_id)
+            if locked is None:
+                raise MaintenanceRun.DoesNotExist(f"no maintenance run #{run_id}")
+            if locked.status == RunStatus.SUCCEEDED:
+                raise ValueError(f"run #{run_id} succeeded: nothing to resume")
+            if locked.status not in ACTIVE_STATUSES:
+                locked.status = RunStatus.RUNNING if locked.started_at else RunStatus.PENDING
+                locked.finished_at = None
+                locked.cancel_requested = False
+                locked.last_error = ""
+            _requeue(locked)
+            locked.save()
+    except IntegrityError:
+        other = active_run(locked.kind, locked.params_key)
+        if other is None:
+            raise
+        raise RunConflict(other) from None
+    return locked
+
+
+def _requeue(run: MaintenanceRun) -> None:
+    """Enqueue the run's current batch again, after commit; a copy still in the broker stays harmless."""
+    now = timezone.now()
+    run.heartbeat_at = now
+    run.next_batch_at = now
+    run.requeue_count += 1
+    run.celery_task_id = str(uuid.uuid4())
+    run_id, number, task_id = run.pk, run.batch_number, run.celery_task_id
+    transaction.on_commit(lambda: enqueue_batch(run_id, number, countdown=0, task_id=task_id))
+
+
+def find_stalled_runs(older_than: float | None = None):
+    """Active runs whose next batch was due more than ``older_than`` seconds ago."""
+    seconds = DEFAULT_STALL_SECONDS if older_than is None else older_than
+    limit = timezone.now() - timedelta(seconds=seconds)
+    return MaintenanceRun.objects.active().filter(next_batch_at__lt=limit).order_by("next_batch_at")
+
+
+def requeue_stalled_runs(older_than: float | None = None, *, limit: int = 100) -> list[int]:
+    """Re-enqueue the current batch of every stalled run; returns their ids.
+
+    The re-enqueued message carries the same batch number as a lost one, so if the lost message
+    turns up after all (Redis redelivers unacknowledged messages after the visibility timeout),
+    whichever comes second is stale and does nothing.
+    """
+    requeued = []
+    for candidate in find_stalled_runs(older_than).values_list("pk", flat=True)[:limit]:
+        with transaction.atomic():
+            run = _locked(candidate)
+            if run is None or run.status not in ACTIVE_STATUSES:
+                continue
+            if run.next_batch_at is None:
+                continue
+            _requeue(run)
+            run.save(update_fields=["heartbeat_at", "next_batch_at", "requeue_count", "celery_task_id"])
+            requeued.append(run.pk)
+    if requeued:
+        logger.warning(
+            "maintenance watchdog re-enqueued stalled runs %s",
+            requeued,
+            extra={"event": "requeued", "run_ids": requeued},
+        )
+    return requeued

@@ -1,0 +1,188 @@
+"""Celery tasks of the maintenance worker.
+
+Tasks are thin: the engine does the work and keeps the state in the database. All of them are named
+``oauth_tasks.*`` so ``celeryconfig.task_routes`` sends them to the ``maintenance`` queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DatabaseError, InterfaceError
+
+from . import engine
+
+logger = logging.getLogger(__name__)
+
+#: The task a beat entry runs to start the daily cleanup (read by the health checks too).
+CLEANUP_TASK_NAME = "oauth_tasks.start_cleanup"
+WATCHDOG_TASK_NAME = "oauth_tasks.watchdog"
+
+#: A batch is a few statements over at most 100k rows; past the soft limit it is rolled back.
+BATCH_SOFT_TIME_LIMIT = 240
+BATCH_TIME_LIMIT = 300
+#: Transient database errors (a dropped connection, a deadlock, a lock timeout) are retried.
+BATCH_MAX_RETRIES = 5
+
+
+def _log_batch(report: engine.BatchReport) -> None:
+    if report.outcome in ("stale", "missing"):
+        logger.info(
+            "maintenance batch skipped run=%s outcome=%s status=%s batch=%s",
+            report.run_id,
+            report.outcome,
+            report.status,
+            report.batch_number,
+            extra={
+                "run_id": report.run_id,
+                "job": report.kind,
+                "event": "batch_skipped",
+                "outcome": report.outcome,
+            },
+        )
+        return
+    logger.info(
+        "maintenance batch run=%s job=%s phase=%s batch=%s processed=%s status=%s duration=%.3fs counts=%s",
+        report.run_id,
+        report.kind,
+        report.phase,
+        report.batch_number,
+        report.processed,
+        report.status,
+        report.duration,
+        report.counts,
+        extra={
+            "run_id": report.run_id,
+            "job": report.kind,
+            "phase": report.phase,
+            "batch_number": report.batch_number,
+            "processed": report.processed,
+            "counts": report.counts,
+            "duration": round(report.duration, 4),
+            "event": "batch",
+        },
+    )
+    if report.outcome in ("finished", "cancelled"):
+        from .models import MaintenanceRun
+
+        run = MaintenanceRun.objects.filter(pk=report.run_id).first()
+        duration = run.duration.total_seconds() if run and run.duration else 0.0
+        logger.info(
+            "maintenance run %s run=%s job=%s batches=%s total=%s duration=%.3fs counts=%s",
+            report.status,
+            report.run_id,
+            report.kind,
+            report.batch_number,
+            sum(report.counts.values()),
+            duration,
+            report.counts,
+            extra={
+                "run_id": report.run_id,
+                "job": report.kind,
+                "status": report.status,
+                "counts": report.counts,
+                "duration": round(duration, 4),
+                "event": "run_finished",
+            },
+        )
+
+
+@shared_task(
+    bind=True,
+    name="oauth_tasks.run_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=BATCH_SOFT_TIME_LIMIT,
+    time_limit=BATCH_TIME_LIMIT,
+    max_retries=BATCH_MAX_RETRIES,
+    ignore_result=False,
+)
+def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
+    """Run batch ``batch_number`` of maintenance run ``run_id`` (a stale number does nothing)."""
+    self.update_state(
+        state="PROGRESS", meta={"run_id": run_id, "batch_number": batch_number, "stage": "started"}
+    )
+    try:
+        report = engine.run_batch(run_id, batch_number)
+    except (DatabaseError, InterfaceError, SoftTimeLimitExceeded) as exc:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        if self.request.retries < self.max_retries:
+            logger.warning(
+                "maintenance batch retry run=%s batch=%s error=%s",
+                run_id,
+                batch_number,
+                type(exc).__name__,
+                extra={"run_id": run_id, "event": "batch_retry"},
+            )
+            raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+        engine.mark_failed(run_id, batch_number, exc)
+        logger.exception("maintenance batch failed run=%s batch=%s", run_id, batch_number)
+        raise
+    except Exception as exc:
+        # A bug or bad data: retrying would fail the same way. The run records why; resume later.
+        engine.mark_failed(run_id, batch_number, exc)
+        logger.exception("maintenance batch failed run=%s batch=%s", run_id, batch_number)
+        raise
+    _log_batch(report)
+    meta = report.as_dict()
+    if report.outcome in ("ran", "finished", "cancelled"):
+        self.update_state(state="PROGRESS", meta=meta)
+    return meta
+
+
+@shared_task(
+    name="oauth_tasks.watchdog",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+    ignore_result=True,
+)
+def watchdog(stale_after: float | None = None) -> list[int]:
+    """Re-enqueue active runs whose next batch is overdue (a lost message, a restarted broker)."""
+    return engine.requeue_stalled_runs(stale_after)
+
+
+@shared_task(
+    name="oauth_tasks.start_job",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+)
+def start_job(
+    kind: str,
+    params: dict[str, Any] | None = None,
+    *,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    interval: float | None = None,
+    trigger: str = "beat",
+) -> dict[str, Any]:
+    """Dispatch a run of ``kind`` (what a beat entry calls); an active run of the same job is kept."""
+    run, created = engine.dispatch(
+        kind, params, trigger=trigger, dry_run=dry_run, batch_size=batch_size, interval=interval
+    )
+    return {"run_id": run.pk, "created": created, "status": run.status}
+
+
+@shared_task(
+    name="oauth_tasks.start_cleanup",
+    acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
+)
+def start_cleanup(
+    *,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    interval: float | None = None,
+    trigger: str = "beat",
+) -> dict[str, Any]:
+    """Dispatch a token cleanup run (the default daily beat entry)."""
+    return start_job(
+        "cleanup", {}, dry_run=dry_run, batch_size=batch_size, interval=interval, trigger=trigger
+    )
