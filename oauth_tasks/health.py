@@ -40,7 +40,7 @@ SKIPPED = "skipped"
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
 
-# The name of the Celery task the daily cleanup schedule runs; read from the engine when present.
+# The job kind of the token cleanup (oauth_tasks.jobs).
 CLEANUP_KIND = "cleanup"
 
 Check = dict[str, Any]
@@ -296,53 +296,32 @@ def _enabled_periodic_tasks(using: str) -> list[Any]:
 
 
 def cleanup_task_names() -> set[str]:
-    """Celery task names that a beat entry may use to start the cleanup (from the engine)."""
-    names: set[str] = set()
-    try:
-        from . import tasks
-    except ImportError:
-        return names
-    for attr in ("CLEANUP_TASK_NAME", "SCHEDULED_CLEANUP_TASK"):
-        value = getattr(tasks, attr, None)
-        if isinstance(value, str):
-            names.add(value)
-    for attr in ("scheduled_cleanup", "start_cleanup", "cleanup", "run_cleanup"):
-        task = getattr(tasks, attr, None)
-        name = getattr(task, "name", None)
-        if isinstance(name, str):
-            names.add(name)
-    return names
+    """Celery task names a beat entry uses to start the cleanup (the engine's, and the generic one)."""
+    from .tasks import CLEANUP_TASK_NAME
+
+    return {CLEANUP_TASK_NAME}
 
 
 def _cleanup_periodic_task(periodic_tasks: Iterable[Any]) -> Any | None:
+    """The enabled beat entry that starts the cleanup, found by its task (an operator may rename it)."""
     names = cleanup_task_names()
     for periodic_task in periodic_tasks:
-        if periodic_task.task in names or CLEANUP_KIND in periodic_task.task.rsplit(".", 1)[-1]:
+        if periodic_task.task in names:
+            return periodic_task
+        if periodic_task.task == "oauth_tasks.start_job" and CLEANUP_KIND in (periodic_task.args or ""):
             return periodic_task
     return None
 
 
 def last_successful_cleanup(using: str = "default") -> datetime | None:
-    """When the last cleanup run that succeeded finished; None when there is none (or no run model)."""
-    try:
-        from .models import MaintenanceRun
-    except ImportError:
-        return None
-    finished_field = next(
-        (
-            name
-            for name in ("finished_at", "finished", "ended_at", "completed_at")
-            if any(f.name == name for f in MaintenanceRun._meta.get_fields())
-        ),
-        None,
-    )
-    if finished_field is None:
-        return None
+    """When the last cleanup run that succeeded finished; None when none did."""
+    from .models import MaintenanceRun, RunStatus
+
     return (
         MaintenanceRun.objects.using(using)
-        .filter(kind=CLEANUP_KIND, status="succeeded", **{f"{finished_field}__isnull": False})
-        .order_by(f"-{finished_field}")
-        .values_list(finished_field, flat=True)
+        .filter(kind=CLEANUP_KIND, status=RunStatus.SUCCEEDED, dry_run=False, finished_at__isnull=False)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
         .first()
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -27,6 +28,15 @@ def _statuses_only(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _is_staff(request: HttpRequest) -> bool:
+    """Whether the caller is staff; an unreachable database (sessions, users) means anonymous."""
+    try:
+        user = getattr(request, "user", None)
+        return bool(user is not None and user.is_staff)
+    except DatabaseError:
+        return False
+
+
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
@@ -41,7 +51,6 @@ def health(request: HttpRequest) -> JsonResponse:
                 status=400,
             )
     report = run_health_checks(names)
-    user = getattr(request, "user", None)
-    if not (maintenance_settings.HEALTH_PUBLIC_DETAILS or (user is not None and user.is_staff)):
+    if not (maintenance_settings.HEALTH_PUBLIC_DETAILS or _is_staff(request)):
         report = _statuses_only(report)
     return JsonResponse(report, status=503 if report["status"] == UNHEALTHY else 200)
