@@ -27,10 +27,12 @@ _KEY_VALUE = re.compile(
     rf"(?P<key>(?<![A-Za-z0-9])(?:{_SECRET_NAMES})[\"']?\s*(?:=|:)\s*[\"']?)(?P<value>[^\s\"'&,;)}}\]]+)",
     re.IGNORECASE,
 )
-# ``Authorization: Bearer <value>`` / ``Basic <value>``, also inside a header dump.
+# ``Authorization: Bearer <value>`` / ``Basic <value>``, also inside a header dump. A lower-case
+# word after a lower-case scheme ("basic auth") is prose, not a credential.
 _AUTH_SCHEME = re.compile(
-    r"(?P<key>\b(?:Bearer|Basic|Token)\s+)(?P<value>[A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE
+    r"(?P<key>\b(?:Bearer|Basic|BEARER|BASIC|bearer|basic)\s+)(?P<value>[A-Za-z0-9\-._~+/]+=*)"
 )
+_SCHEMES = {"bearer", "basic"}
 # Credentials in a URL: ``redis://:password@host``, ``postgres://user:password@host``.
 _URL_CREDENTIALS = re.compile(
     r"(?P<key>\b[a-z][a-z0-9+.\-]*://[^\s:/@]*:)(?P<value>[^\s@/]+)(?=@)", re.IGNORECASE
@@ -70,8 +72,18 @@ def _mask_token_like(match: re.Match[str]) -> str:
     return MASK if _looks_generated(value) else value
 
 
+def _mask_auth_scheme(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if match.group("key")[0].islower() and re.fullmatch(r"[a-z]+", value) and len(value) < 20:
+        return match.group(0)
+    return match.group("key") + MASK
+
+
 def _mask_key_value(match: re.Match[str]) -> str:
     value = match.group("value")
+    if value.lower() in _SCHEMES:
+        # ``Authorization: Bearer [REDACTED]``: the scheme stays, its credential was masked already.
+        return match.group(0)
     # Counts (``refresh_token=3`` in a batch line) and short words after a bare ``code:`` (an HTTP
     # status, an exit code) are not secrets; a grant code or a token is long and not a number.
     if value == MASK or (value.isdigit() and len(value) < 12):
@@ -88,7 +100,7 @@ def redact(text: str) -> str:
     text = _JWT.sub(MASK, text)
     text = _PASSWORD_HASH.sub(MASK, text)
     text = _URL_CREDENTIALS.sub(lambda m: m.group("key") + MASK, text)
-    text = _AUTH_SCHEME.sub(lambda m: m.group("key") + MASK, text)
+    text = _AUTH_SCHEME.sub(_mask_auth_scheme, text)
     text = _KEY_VALUE.sub(_mask_key_value, text)
     return _TOKEN_LIKE.sub(_mask_token_like, text)
 
