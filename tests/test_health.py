@@ -39,6 +39,7 @@ def make_app():
         name=f"app-{secrets.token_hex(3)}",
         client_type="confidential",
         authorization_grant_type="client-credentials",
+        client_secret="",
     )
 
 
