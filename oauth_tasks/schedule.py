@@ -20,7 +20,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 
 logger = logging.getLogger(__name__)
 
-CLEANUP_ENTRY = "oauth_tasks: daily token cleanup"
+CLEANUP_ENTRY = "oauth_tasks: daily cleanup of expired tokens"
 WATCHDOG_ENTRY = "oauth_tasks: maintenance watchdog"
 
 CREATED = "created"

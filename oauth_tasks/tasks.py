@@ -140,7 +140,6 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
     acks_late=True,
     soft_time_limit=50,
     time_limit=60,
-    ignore_result=True,
 )
 def watchdog(stale_after: float | None = None) -> list[int]:
     """Re-enqueue active runs whose next batch is overdue (a lost message, a restarted broker)."""

@@ -397,3 +397,39 @@ def cleanup_dataset(db):
         return CleanupDataset(now or timezone.now(), **kwargs)
 
     return build
+
+
+def make_expired_grants(count: int, now=None, *, prefix: str = "bulk") -> list[int]:
+    """``count`` grants that expired a minute before ``now``, bulk-inserted; returns their ids."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from oauth_provider.models import get_application_model, get_grant_model
+
+    now = now or timezone.now()
+    user = get_user_model().objects.create(username=f"{prefix}-{uuid.uuid4().hex[:8]}")
+    app = get_application_model().objects.create(
+        name=f"{prefix}-app", client_type="public", authorization_grant_type="authorization-code",
+        redirect_uris="https://example.com/cb",
+    )
+    grant_model = get_grant_model()
+    grant_model.objects.bulk_create(
+        grant_model(
+            user=user,
+            application=app,
+            code=f"{prefix}-{uuid.uuid4().hex}",
+            expires=now - timedelta(minutes=1),
+            redirect_uri="https://example.com/cb",
+        )
+        for _ in range(count)
+    )
+    return list(grant_model.objects.filter(user=user).values_list("pk", flat=True))
+
+
+def run_status(run_id: int):
+    """The run as the database has it right now (a worker process writes it)."""
+    from oauth_tasks.models import MaintenanceRun
+
+    return MaintenanceRun.objects.get(pk=run_id)
