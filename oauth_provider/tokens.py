@@ -15,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from .models import get_access_token_model, refresh_token_expire_timedelta
+from .revocation import is_revoked_by_watermark
 from .settings import oauth2_settings
 
 # Reasons :func:`access_token_problem` returns; the bearer check maps them to RFC 6750 errors.
@@ -27,13 +28,17 @@ def is_issued_token_allowed(token: Any, request: Any = None) -> bool:
     """Policy checks shared by access and refresh tokens, beyond each token's own lifetime.
 
     ``token`` is an access or refresh token row (both have ``application``, ``user`` and
-    ``created``). False when its application is no longer usable or its user is inactive.
+    ``created``). False when its application is no longer usable, its user is inactive, or a
+    bulk revocation's "not valid before" watermark covers it (issued before the revocation of
+    its user, its application, the two together, or one of its scopes).
     """
     application = getattr(token, "application", None)
     if application is not None and not application.is_usable(request):
         return False
     user = getattr(token, "user", None)
     if user is not None and not getattr(user, "is_active", True):
+        return False
+    if is_revoked_by_watermark(token):
         return False
     return True
 

@@ -307,3 +307,14 @@ def test_inactive_applications_are_listed_then_removed():
     assert set(Application.objects.values_list("name", flat=True)) == {"busy", "fresh", "live refresh"}
     assert not AccessToken.objects.filter(pk=dead_token.pk).exists()
     assert fresh.pk
+
+
+def test_a_watermarked_token_is_refused_by_the_shared_token_check(world):
+    from oauth_provider.tokens import is_issued_token_allowed, is_token_usable
+
+    access, refresh, _, _ = world["alice_app1"]
+    assert is_token_usable(AccessToken.objects.get(pk=access.pk))
+    record_watermark(RevocationTarget(application_id=world["app1"].pk))
+    assert not is_token_usable(AccessToken.objects.get(pk=access.pk))
+    assert not is_issued_token_allowed(RefreshToken.objects.get(pk=refresh.pk))
+    assert is_token_usable(AccessToken.objects.get(pk=world["alice_app2"][0].pk))
