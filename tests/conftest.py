@@ -326,12 +326,17 @@ class CleanupDataset:
             },
         }
 
-    def expected(self, *, grace=0, expire=None, reuse=False, snapshot=None) -> tuple[dict, dict]:
-        """(ids kept per table, count deleted per phase) by applying the rules to a snapshot."""
+    def expected(self, *, grace=0, expire=None, reuse=False, snapshot=None, now=None) -> tuple[dict, dict]:
+        """(ids kept per table, count deleted per phase) by applying the rules to a snapshot.
+
+        ``now`` defaults to the dataset's; a cleanup that takes its own "now" later than that is
+        predicted exactly by any ``now`` in the same gap between rows (rows sit within a second of
+        the dataset's ``now`` or a month after it).
+        """
         from datetime import timedelta
 
         snap = snapshot or self.snapshot()
-        now = self.now
+        now = now or self.now
         access = dict(snap["access"])
         refresh = dict(snap["refresh"])
         ids = dict(snap["id"])
