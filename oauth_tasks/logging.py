@@ -51,20 +51,23 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 def _looks_generated(value: str) -> bool:
+    """Random rather than written: digits among letters, or upper and lower case mixed throughout.
+
+    Generated tokens and secrets (30+ random letters and digits, base64url, hex checksums) pass;
+    snake_case names, CamelCase class names (few capitals, each starting a word) and UUIDs do not.
+    """
     if _UUID.fullmatch(value):
         # Task ids, run ids and ID token ``jti``s are identifiers operators need to correlate.
         return False
-    classes = sum(
-        (
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
-        )
-    )
-    if classes >= 2 and sum(c.isdigit() for c in value) >= 2:
+    digits = sum(c.isdigit() for c in value)
+    upper = sum(c.isupper() for c in value)
+    lower = sum(c.islower() for c in value)
+    if digits >= 2 and (upper or lower):
         return True
-    # Mixed case without digits still looks generated unless it reads like words joined by _ or -.
-    return classes >= 2 and not re.fullmatch(r"[A-Za-z]+(?:[_\-][A-Za-z]+)*", value)
+    if not (upper and lower):
+        return False
+    capitals_together = re.search(r"[A-Z]{2}", value) is not None
+    return digits >= 1 or capitals_together or upper / (upper + lower) > 0.25
 
 
 def _mask_token_like(match: re.Match[str]) -> str:
@@ -86,7 +89,8 @@ def _mask_key_value(match: re.Match[str]) -> str:
         return match.group(0)
     # Counts (``refresh_token=3`` in a batch line) and short words after a bare ``code:`` (an HTTP
     # status, an exit code) are not secrets; a grant code or a token is long and not a number.
-    if value == MASK or (value.isdigit() and len(value) < 12):
+    # A value masked already (the filter and the formatter both redact) is left as it is.
+    if value.startswith(MASK[:-1]) or (value.isdigit() and len(value) < 12):
         return match.group(0)
     if match.group("key").lower().startswith(("code", "jti")) and len(value) < 8:
         return match.group(0)
