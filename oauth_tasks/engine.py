@@ -130,6 +130,7 @@ def dispatch(
                 next_batch_at=now,
                 celery_task_id=task_id,
             )
+            job.on_dispatch(run)
             transaction.on_commit(lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id))
     except IntegrityError:
         existing = active_run(kind, key)

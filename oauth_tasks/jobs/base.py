@@ -144,6 +144,14 @@ class Job:
         """Checks across fields or against the database; return the cleaned dict."""
         return params
 
+    def on_dispatch(self, run: MaintenanceRun) -> None:
+        """Called by dispatch in the transaction that creates ``run``, and only for a new run.
+
+        For one small write whose effect must be immediate and must commit or roll back with the
+        run (a revocation's "not valid before" watermark). Never called for a run that already
+        existed, nor on resume.
+        """
+
     def phases(self, params: dict[str, Any]) -> Sequence[str]:
         raise NotImplementedError
 
