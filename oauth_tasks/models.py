@@ -80,6 +80,11 @@ class MaintenanceRun(models.Model):
     requeue_count = models.PositiveIntegerField(
         default=0, help_text="Times the watchdog or a resume re-enqueued."
     )
+    result = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the job reports beyond counts, e.g. the applications a removal lists or removed.",
+    )
 
     objects = MaintenanceRunQuerySet.as_manager()
 
@@ -126,6 +131,7 @@ class MaintenanceRun(models.Model):
             "counts": dict(self.counts or {}),
             "total": self.total_processed,
             "dry_run": self.dry_run,
+            "result": dict(self.result or {}),
         }
 
 
