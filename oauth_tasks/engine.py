@@ -376,8 +376,18 @@ def _requeue(run: MaintenanceRun) -> None:
 
 
 def find_stalled_runs(older_than: float | None = None):
-    """Active runs whose next batch was due more than ``older_than`` seconds ago."""
-    seconds = DEFAULT_STALL_SECONDS if older_than is None else older_than
+    """Active runs whose next batch was due more than ``older_than`` seconds ago.
+
+    The default is ``OAUTH_MAINTENANCE["STALL_SECONDS"]`` (600): above a batch task's hard time
+    limit, so a batch still executing (its progress not yet committed) is never taken for a lost one.
+    """
+    if older_than is None:
+        from django.conf import settings
+
+        older_than = (getattr(settings, "OAUTH_MAINTENANCE", None) or {}).get(
+            "STALL_SECONDS", DEFAULT_STALL_SECONDS
+        )
+    seconds = float(older_than)
     limit = timezone.now() - timedelta(seconds=seconds)
     return MaintenanceRun.objects.active().filter(next_batch_at__lt=limit).order_by("next_batch_at")
 
