@@ -132,6 +132,8 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
     meta = report.as_dict()
     if report.outcome in ("ran", "finished", "cancelled"):
         self.update_state(state="PROGRESS", meta=meta)
+        # Flower follows events, not the result backend: the same progress as a custom event.
+        self.send_event("task-progress", retry=False, **meta)
     return meta
 
 
