@@ -13,7 +13,11 @@ with the provider's own revocation semantics:
 3. ``id_tokens``: deleted;
 4. ``grants``: deleted.
 
-Each batch re-evaluates its predicate, so running it twice does nothing more.
+Each batch re-evaluates its predicate, so running it twice does nothing more. With
+``issued_before`` (the time of the watermark) a batch touches only rows created before it: the
+rows the watermark already refuses, and never the tokens a client obtained after the revocation
+(a rotated client secret, a user who logged in again). An ID token still held by an access token
+that stays is kept, since deleting it would cascade to that access token.
 """
 
 from __future__ import annotations
@@ -111,8 +115,25 @@ class RevocationTarget:
             q &= Q(application_id=self.application_id)
         return q
 
-    def predicate(self, phase: str) -> Q:
-        """The rows of ``phase`` that belong to this target and still need work."""
+    def predicate(self, phase: str, issued_before: datetime | None = None) -> Q:
+        """The rows of ``phase`` that belong to this target and still need work.
+
+        With ``issued_before``, only rows created before that time (those its watermark refuses).
+        """
+        q = self._predicate(phase)
+        if issued_before is not None:
+            q &= Q(created__lt=issued_before)
+        if phase == ID_TOKENS:
+            # Deleting an ID token cascades to the access tokens pointing at it: keep an ID token
+            # held by an access token the access token phase leaves (outside the target, or
+            # issued after the watermark). Judged by predicate, so a dry run counts the same.
+            staying = get_access_token_model()._base_manager.filter(id_token_id=OuterRef("pk")).exclude(
+                self.predicate(ACCESS_TOKENS, issued_before)
+            )
+            q &= ~Q(Exists(staying))
+        return q
+
+    def _predicate(self, phase: str) -> Q:
         if phase == REFRESH_TOKENS:
             if self.scope:
                 carrying = get_access_token_model()._base_manager.filter(
@@ -187,11 +208,15 @@ def run_revocation_batch(
     cursor: Any = None,
     now: datetime | None = None,
     dry_run: bool = False,
+    issued_before: datetime | None = None,
 ) -> BatchResult:
-    """One batch of ``phase`` for ``target``: at most ``batch_size`` rows above ``cursor``."""
+    """One batch of ``phase`` for ``target``: at most ``batch_size`` rows above ``cursor``.
+
+    ``issued_before`` limits the batch to rows created before that time (the watermark's).
+    """
     batch_size = validate_batch_size(batch_size)
     model = phase_model(phase)
-    predicate = target.predicate(phase)
+    predicate = target.predicate(phase, issued_before)
     if phase != REFRESH_TOKENS:
         return delete_keyset_batch(
             model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run
@@ -217,15 +242,21 @@ def revoke_all(
 ) -> dict[str, int]:
     """Revoke in process: the watermark, then every phase to the end. For shells and small targets;
     the maintenance worker runs the same batches as a job."""
-    if not dry_run:
-        record_watermark(target, reason=reason)
-    totals = dict.fromkeys(PHASES, 0)
     now = timezone.now()
+    if not dry_run:
+        record_watermark(target, at=now, reason=reason)
+    totals = dict.fromkeys(PHASES, 0)
     for phase in PHASES:
         cursor = None
         while True:
             result = run_revocation_batch(
-                phase, target, batch_size=batch_size, cursor=cursor, now=now, dry_run=dry_run
+                phase,
+                target,
+                batch_size=batch_size,
+                cursor=cursor,
+                now=now,
+                dry_run=dry_run,
+                issued_before=now,
             )
             totals[phase] += result.deleted
             cursor = result.cursor
