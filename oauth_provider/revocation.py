@@ -127,8 +127,10 @@ class RevocationTarget:
             # Deleting an ID token cascades to the access tokens pointing at it: keep an ID token
             # held by an access token the access token phase leaves (outside the target, or
             # issued after the watermark). Judged by predicate, so a dry run counts the same.
-            staying = get_access_token_model()._base_manager.filter(id_token_id=OuterRef("pk")).exclude(
-                self.predicate(ACCESS_TOKENS, issued_before)
+            staying = (
+                get_access_token_model()
+                ._base_manager.filter(id_token_id=OuterRef("pk"))
+                .exclude(self.predicate(ACCESS_TOKENS, issued_before))
             )
             q &= ~Q(Exists(staying))
         return q
