@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from . import engine
 from .models import ACTIVE_STATUSES, InstalledScheduleEntry, MaintenanceRun, RunStatus
@@ -50,7 +51,7 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
         counts = run.counts or {}
         if not counts:
             return "-"
-        return format_html_join(format_html("<br>"), "{}: {}", sorted(counts.items()))
+        return format_html_join(mark_safe("<br>"), "{}: {}", sorted(counts.items()))
 
     @admin.display(description="duration")
     def duration_display(self, run: MaintenanceRun) -> str:
