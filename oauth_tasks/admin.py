@@ -6,12 +6,23 @@ read-only and acts on them only through the engine, so its actions follow the sa
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from oauth_provider.data_migrations import SCOPE_PHASES, scope_phase_model, validate_scope_mapping
+from oauth_provider.models import get_application_model
+from oauth_provider.revocation import scope_word_q, validate_scope_name
+
 from . import engine
+from .jobs.revocation import affected_counts
 from .models import ACTIVE_STATUSES, InstalledScheduleEntry, MaintenanceRun, RunStatus
 
 
@@ -91,3 +102,193 @@ class InstalledScheduleEntryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+# ------------------------------------------------------------------------------------------------
+# Revocation and scope renames from the admin: "Revoke all tokens" on the provider's applications
+# and on users, "Rename scope" on the runs. Each shows what it would change (one COUNT per table)
+# on a confirmation page, then dispatches a run through the engine, like the API and the command.
+# oauth_provider knows nothing of this app: the actions are added here, to whatever admin classes
+# are registered for the application and user models (a project's own subclasses included).
+
+
+#: Starting a run from the admin needs the same permission as starting one from the API.
+START_PERMISSION = "oauth_tasks.add_maintenancerun"
+#: One revocation run per selected row; more rows than this in one action is refused.
+MAX_REVOCATION_TARGETS = 100
+
+
+def run_link(run: MaintenanceRun):
+    url = reverse("admin:oauth_tasks_maintenancerun_change", args=[run.pk])
+    return format_html('<a href="{}">run #{}</a>', url, run.pk)
+
+
+def dispatch_message(admin_site_model, request, run: MaintenanceRun, created: bool, what: str) -> None:
+    """Tell the user which run does the work, with a link to its admin page."""
+    if created:
+        admin_site_model.message_user(
+            request, format_html("{}: {} started.", what, run_link(run)), messages.SUCCESS
+        )
+    else:
+        admin_site_model.message_user(
+            request,
+            format_html("{}: {} doing the same work is already {}.", what, run_link(run), run.status),
+            messages.WARNING,
+        )
+
+
+class RevokeTokensActionMixin:
+    """Adds "Revoke all tokens" to a model admin whose rows are revocation targets.
+
+    ``revoke_param`` is the ``revoke`` job's parameter the row's primary key goes into.
+    """
+
+    revoke_param: str = ""
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm(START_PERMISSION)
+
+    @admin.action(description="Revoke all tokens", permissions=["revoke"])
+    def revoke_all_tokens(self, request, queryset):
+        targets = list(queryset.order_by("pk")[: MAX_REVOCATION_TARGETS + 1])
+        if len(targets) > MAX_REVOCATION_TARGETS:
+            self.message_user(
+                request,
+                f"Select at most {MAX_REVOCATION_TARGETS} rows: each one is a revocation run of its own.",
+                messages.ERROR,
+            )
+            return None
+        if request.POST.get("confirm") == "yes":
+            for target in targets:
+                run, created = engine.dispatch(
+                    "revoke",
+                    {self.revoke_param: target.pk},
+                    trigger="admin",
+                    triggered_by=request.user.get_username(),
+                )
+                dispatch_message(self, request, run, created, f"Revocation of all tokens of {target}")
+            return None
+        rows = []
+        for target in targets:
+            counts = affected_counts({self.revoke_param: target.pk})
+            rows.append({"object": target, "counts": counts, "total": sum(counts.values())})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Revoke all tokens?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "phases": list(rows[0]["counts"]) if rows else [],
+            "grand_total": sum(row["total"] for row in rows),
+            "action": "revoke_all_tokens",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "target_label": self.model._meta.verbose_name,
+        }
+        return TemplateResponse(request, "admin/oauth_tasks/confirm_revocation.html", context)
+
+
+def _add_revoke_action(model, param: str) -> None:
+    """Re-register ``model`` with its current admin class plus the revocation action."""
+    current = admin.site._registry.get(model)
+    if current is None:
+        return
+    base = type(current)
+    actions = tuple(base.actions or ()) + ("revoke_all_tokens",)
+    extended = type(
+        f"Revocable{base.__name__}",
+        (RevokeTokensActionMixin, base),
+        {"revoke_param": param, "actions": actions, "__module__": __name__},
+    )
+    admin.site.unregister(model)
+    admin.site.register(model, extended)
+
+
+_add_revoke_action(get_application_model(), "application")
+_add_revoke_action(get_user_model(), "user")
+
+
+class RenameScopeForm(forms.Form):
+    old = forms.CharField(label="Scope to rename", max_length=255)
+    new = forms.CharField(
+        label="New scope name",
+        max_length=1000,
+        help_text="Several names separated by spaces split the scope into them.",
+    )
+
+    def clean_old(self) -> str:
+        try:
+            return validate_scope_name(self.cleaned_data["old"].strip(), "scope to rename")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_new(self) -> list[str]:
+        names = self.cleaned_data["new"].split()
+        try:
+            return [validate_scope_name(name, "new scope name") for name in names]
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        old, new = cleaned.get("old"), cleaned.get("new")
+        if old and new:
+            try:
+                cleaned["mapping"] = validate_scope_mapping({old: new})
+            except ValueError as exc:
+                self.add_error("new", str(exc))
+        return cleaned
+
+
+class RenameScopeAdminMixin:
+    """A "Rename scope" page on the runs admin: a form, a confirmation with counts, a run."""
+
+    def get_urls(self):
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return [
+            path(
+                "rename-scope/",
+                self.admin_site.admin_view(self.rename_scope_view),
+                name="{}_{}_rename_scope".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def rename_scope_view(self, request):
+        if not request.user.has_perm(START_PERMISSION):
+            raise PermissionDenied
+        form = RenameScopeForm(request.POST or None)
+        counts = None
+        if request.method == "POST" and form.is_valid():
+            mapping = form.cleaned_data["mapping"]
+            if request.POST.get("confirm") == "yes":
+                run, created = engine.dispatch(
+                    "migrate_scope",
+                    {"mapping": mapping},
+                    trigger="admin",
+                    triggered_by=request.user.get_username(),
+                )
+                dispatch_message(self, request, run, created, "Rename of scope " + ", ".join(mapping))
+                return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancerun_change", args=[run.pk]))
+            old = form.cleaned_data["old"]
+            counts = {
+                phase: scope_phase_model(phase)._base_manager.filter(scope_word_q(old)).count()
+                for phase in SCOPE_PHASES
+            }
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Rename scope",
+            "opts": self.model._meta,
+            "form": form,
+            "counts": counts,
+            "total": sum(counts.values()) if counts is not None else None,
+        }
+        return TemplateResponse(request, "admin/oauth_tasks/rename_scope.html", context)
+
+
+_runs_admin = type(admin.site._registry[MaintenanceRun])
+admin.site.unregister(MaintenanceRun)
+admin.site.register(
+    MaintenanceRun,
+    type(
+        f"ScopeRenaming{_runs_admin.__name__}", (RenameScopeAdminMixin, _runs_admin), {"__module__": __name__}
+    ),
+)
