@@ -34,11 +34,13 @@ def inprocess(batch_size: int) -> dict:
     from oauth_provider.cleanup import clear_expired
 
     batch_seconds: list[float] = []
+    phase_seconds: dict[str, float] = {}
     last = [time.perf_counter()]
 
     def progress(result, totals) -> None:
         now = time.perf_counter()
         batch_seconds.append(now - last[0])
+        phase_seconds[result.phase] = phase_seconds.get(result.phase, 0.0) + now - last[0]
         last[0] = now
 
     started = time.perf_counter()
@@ -50,6 +52,7 @@ def inprocess(batch_size: int) -> dict:
         "counts": totals,
         "batches": len(batch_seconds),
         "longest_batch": max(batch_seconds, default=0.0),
+        "phase_seconds": phase_seconds,
         "peak_rss_kib": peak_rss_kib(),
     }
 

@@ -233,11 +233,13 @@ def migrate_schemas(pg: Pg, dot_python: Path | None, workdir: Path, batch_size: 
         )
 
 
-def seed_template(pg: Pg, schema: shape.Schema, template: str, source: str, n: int, seed_time) -> dict:
+def seed_template(
+    pg: Pg, schema: shape.Schema, template: str, source: str, n: int, seed_time, source_links: bool
+) -> dict:
     pg.recreate(template, source)
     started = time.perf_counter()
     with pg.connect(template, autocommit=False) as conn:
-        rows = shape.seed(conn, schema, n, seed_time)
+        rows = shape.seed(conn, schema, n, seed_time, source_links=source_links)
     with pg.connect(template) as conn:
         conn.execute("VACUUM ANALYZE")
     log(f"seeded {template} in {time.perf_counter() - started:.1f}s: {rows}")
@@ -274,6 +276,8 @@ def variant_ours_inprocess(pg: Pg, before: dict, batch_size: int, logfile: Path)
         peak_rss_kib=data["peak_rss_kib"],
         longest_batch=data["longest_batch"],
         batches=data["batches"],
+        note="seconds per phase: "
+        + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in data["phase_seconds"].items()),
         remaining=after,
     )
     with pg.connect(db) as conn:
@@ -414,13 +418,13 @@ def variant_floor(pg: Pg, before: dict) -> Result:
     db = "bench_floor"
     pg.recreate(db, "bench_template_ours")
     now = datetime.now(UTC)
-    longest = 0.0
+    per_rule: dict[str, float] = {}
     started = time.perf_counter()
     with pg.connect(db) as conn:
-        for _rule, statement in shape.floor_statements(shape.OURS):
+        for rule, statement in shape.floor_statements(shape.OURS):
             t0 = time.perf_counter()
             conn.execute(statement, {"now": now})
-            longest = max(longest, time.perf_counter() - t0)
+            per_rule[rule] = time.perf_counter() - t0
     wall = time.perf_counter() - started
     after = table_counts(pg, db, shape.OURS)
     pg.drop(db)
@@ -428,9 +432,10 @@ def variant_floor(pg: Pg, before: dict) -> Result:
         "floor: one SQL DELETE per rule",
         deleted={t: before[t] - after[t] for t in TABLES},
         wall=wall,
-        longest_batch=longest,
-        batches=len(shape.floor_statements(shape.OURS)),
-        note="this project's schema; the longest statement is the longest batch",
+        longest_batch=max(per_rule.values()),
+        batches=len(per_rule),
+        note="this project's schema; the longest statement is the longest batch; seconds per rule: "
+        + ", ".join(f"{rule} {seconds:.2f}" for rule, seconds in per_rule.items()),
         remaining=after,
     )
 
@@ -489,9 +494,12 @@ def format_table(n: int, expected: dict[str, int], results: list[Result], checks
 def run_size(pg: Pg, n: int, args, dot_python: Path | None, broker_url: str | None, workdir: Path) -> str:
     seed_time = datetime.now(UTC)
     log(f"size {human(n)}: seeding templates")
-    seeded = seed_template(pg, shape.OURS, "bench_template_ours", "bench_schema_ours", n, seed_time)
+    links = not args.without_source_links
+    seeded = seed_template(pg, shape.OURS, "bench_template_ours", "bench_schema_ours", n, seed_time, links)
     if dot_python:
-        seeded_dot = seed_template(pg, shape.DOT, "bench_template_dot", "bench_schema_dot", n, seed_time)
+        seeded_dot = seed_template(
+            pg, shape.DOT, "bench_template_dot", "bench_schema_dot", n, seed_time, links
+        )
         if seeded_dot != seeded:
             raise RuntimeError(f"the two schemas were seeded differently: {seeded} vs {seeded_dot}")
     now = datetime.now(UTC)
@@ -568,6 +576,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=10_000, help="batch size of every variant")
     parser.add_argument("--skip-dot", action="store_true", help="leave out django-oauth-toolkit")
     parser.add_argument("--skip-worker", action="store_true", help="leave out the Celery worker")
+    parser.add_argument(
+        "--without-source-links",
+        action="store_true",
+        help="seed no source_refresh_token links (nothing to SET NULL when revoked refresh tokens go)",
+    )
     parser.add_argument("--write-results", action="store_true", help="also write bench/cleanup/RESULTS.md")
     parser.add_argument("--pg-host", default=os.environ.get("BENCH_PGHOST", "127.0.0.1"))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("BENCH_PGPORT", "5432")))

@@ -118,8 +118,14 @@ def _insert(cur, table: str, count: int, values: dict[str, str], seed_time, wher
     return cur.rowcount
 
 
-def seed(conn: psycopg.Connection, schema: Schema, n: int, seed_time) -> dict[str, int]:
-    """Write the shape for ``n`` access tokens into an empty, migrated database; rows per table."""
+def seed(
+    conn: psycopg.Connection, schema: Schema, n: int, seed_time, *, source_links: bool = True
+) -> dict[str, int]:
+    """Write the shape for ``n`` access tokens into an empty, migrated database; rows per table.
+
+    ``source_links=False`` leaves ``source_refresh_token`` NULL everywhere: the revoked refresh
+    tokens then have nothing to unlink when they are deleted.
+    """
     users = max(1, -(-n // 100))
     apps = max(1, -(-n // 1000))
     s = schema
@@ -207,7 +213,9 @@ def seed(conn: psycopg.Connection, schema: Schema, n: int, seed_time) -> dict[st
                 "expires": EXPIRES,
                 "scope": "'read write'",
                 "id_token_id": "CASE WHEN i % 5 = 1 THEN i END",
-                "source_refresh_token_id": f"CASE WHEN i % 4 = 3 THEN {n} + i END",
+                "source_refresh_token_id": f"CASE WHEN i % 4 = 3 THEN {n} + i END"
+                if source_links
+                else "NULL",
                 "created": "T - interval '91 days'",
                 "updated": "T - interval '91 days'",
                 **owner,
