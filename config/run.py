@@ -343,7 +343,11 @@ def run_all(args: argparse.Namespace) -> int:
         from config.settings import DATA_DIR
 
         port = int(os.environ["EMBEDDED_REDIS_PORT"]) if os.environ.get("EMBEDDED_REDIS_PORT") else None
-        redis = start_embedded_redis(DATA_DIR / "redis", port=port, persist=True)
+        try:
+            redis = start_embedded_redis(DATA_DIR / "redis", port=port, persist=True)
+        except (RuntimeError, OSError) as exc:
+            print(f"oauth-provider-run: cannot start the embedded Redis server: {exc}", file=sys.stderr)
+            return 1
         extra["CELERY_BROKER_URL"] = redis.url
         extra.setdefault("CELERY_RESULT_BACKEND", os.environ.get("CELERY_RESULT_BACKEND") or redis.url)
         supervisor.log(f"embedded Redis at {redis.url} (pid {redis.process.pid}, data in {redis.workdir})")
