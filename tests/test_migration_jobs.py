@@ -308,7 +308,7 @@ def test_the_documented_backfill_example_is_dry_runnable_resumable_and_idempoten
 
     def backfill_token_family(rows, params):
         """One batch: give each refresh token of the batch a family of its own."""
-        changed = [row for row in rows.only("pk")]
+        changed = list(rows.only("pk"))
         for row in changed:
             row.token_family = uuid.uuid4()
         RefreshToken.objects.bulk_update(changed, ["token_family"])
