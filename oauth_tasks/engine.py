@@ -131,7 +131,7 @@ def dispatch(
                 celery_task_id=task_id,
             )
             job.on_dispatch(run)
-            transaction.on_commit(lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id))
+            transaction.on_commit(lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id, kind=kind))
     except IntegrityError:
         existing = active_run(kind, key)
         if existing is None:  # the other run finished in between: the constraint is free again
@@ -150,15 +150,25 @@ def dispatch(
     return run, True
 
 
-def enqueue_batch(run_id: int, batch_number: int, *, countdown: float = 0, task_id: str | None = None) -> str:
-    """Send the message for batch ``batch_number`` of run ``run_id`` to the maintenance queue."""
-    from config.celery import app
+def enqueue_batch(
+    run_id: int, batch_number: int, *, countdown: float = 0, task_id: str | None = None, kind: str = ""
+) -> str:
+    """Send the message for batch ``batch_number`` of run ``run_id`` to the maintenance queue.
 
-    result = app.send_task(
+    ``kind`` only labels the message: Flower shows ``argsrepr`` instead of the bare numbers. The
+    project's Celery app is the current app, so this module never imports the project package.
+    """
+    from celery import current_app
+
+    label = (
+        f"run={run_id}, job={kind}, batch={batch_number}" if kind else f"run={run_id}, batch={batch_number}"
+    )
+    result = current_app.send_task(
         RUN_BATCH_TASK,
         args=[run_id, batch_number],
         countdown=countdown or None,
         task_id=task_id or str(uuid.uuid4()),
+        argsrepr=f"({label})",
     )
     return result.id
 
@@ -276,7 +286,9 @@ def run_batch(run_id: int, expected_batch_number: int) -> BatchReport:
             run.celery_task_id = str(uuid.uuid4())
             next_number, countdown, task_id = run.batch_number, run.interval, run.celery_task_id
             transaction.on_commit(
-                lambda: enqueue_batch(run_id, next_number, countdown=countdown, task_id=task_id)
+                lambda: enqueue_batch(
+                    run_id, next_number, countdown=countdown, task_id=task_id, kind=run.kind
+                )
             )
         run.save()
 
@@ -371,8 +383,8 @@ def _requeue(run: MaintenanceRun) -> None:
     run.next_batch_at = now
     run.requeue_count += 1
     run.celery_task_id = str(uuid.uuid4())
-    run_id, number, task_id = run.pk, run.batch_number, run.celery_task_id
-    transaction.on_commit(lambda: enqueue_batch(run_id, number, countdown=0, task_id=task_id))
+    run_id, number, task_id, kind = run.pk, run.batch_number, run.celery_task_id, run.kind
+    transaction.on_commit(lambda: enqueue_batch(run_id, number, countdown=0, task_id=task_id, kind=kind))
 
 
 def find_stalled_runs(older_than: float | None = None):

@@ -94,9 +94,9 @@ def check_broker(broker_url: str | None = None, queue: str | None = None) -> Che
     including batches waiting for their countdown). Another transport is only connected to.
     """
     if broker_url is None:
-        from config.celery import app
+        from celery import current_app
 
-        broker_url = app.conf.broker_url
+        broker_url = current_app.conf.broker_url
     queue = queue or maintenance_settings.HEALTH_QUEUE_NAME
     timeout = float(maintenance_settings.HEALTH_BROKER_TIMEOUT_SECONDS)
     url = str(broker_url).split(";")[0].strip()
