@@ -126,6 +126,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic fills it; whitenoise serves it
 LOGIN_URL = "admin:login"
 
 # The provider. Keys not listed keep django-oauth-toolkit's defaults (see oauth_provider/settings.py).
