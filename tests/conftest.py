@@ -35,7 +35,7 @@ os.environ.setdefault("CELERY_RESULT_BACKEND", os.environ["CELERY_BROKER_URL"])
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):
-    """Poll ``predicate`` until it returns a truthy value; fail the test with ``message`` after ``timeout``."""
+    """Poll ``predicate`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -416,7 +416,9 @@ def make_expired_grants(count: int, now=None, *, prefix: str = "bulk") -> list[i
     now = now or timezone.now()
     user = get_user_model().objects.create(username=f"{prefix}-{uuid.uuid4().hex[:8]}")
     app = get_application_model().objects.create(
-        name=f"{prefix}-app", client_type="public", authorization_grant_type="authorization-code",
+        name=f"{prefix}-app",
+        client_type="public",
+        authorization_grant_type="authorization-code",
         redirect_uris="https://example.com/cb",
     )
     grant_model = get_grant_model()
