@@ -49,5 +49,7 @@ class OAuth2Backend:
         return oauthlib_request.user
 
     def get_user(self, user_id: Any):
+        """The active user with this id: an inactive user's session is not restored (as ModelBackend)."""
         user_model = get_user_model()
-        return user_model._default_manager.filter(pk=user_id).first()
+        user = user_model._default_manager.filter(pk=user_id).first()
+        return user if user is not None and getattr(user, "is_active", True) else None

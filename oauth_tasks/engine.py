@@ -99,6 +99,9 @@ def dispatch(
     job = get_job(kind)
     cleaned = job.validate_params(params)
     batch_size = _validated(batch_size, validate_batch_size, "batch_size", job.default_batch_size)
+    if batch_size > job.max_batch_size:
+        message = f"batch_size of a {kind} run must be at most {job.max_batch_size}, got {batch_size}"
+        raise ValidationError({"batch_size": message})
     interval = _validated(interval, validate_interval, "interval", job.default_interval)
     _validate_trigger(trigger, triggered_by)
     if not isinstance(dry_run, bool):

@@ -234,6 +234,7 @@ def test_jobs_lists_every_kind_with_its_parameter_schema(operator_client):
     } <= set(jobs)
     assert set(jobs["revoke"]["params_schema"]["properties"]) == {"user", "application", "scope"}
     assert jobs["revoke"]["batch_size"] == {"default": 5000, "minimum": 1, "maximum": 100_000}
+    assert jobs["hash_client_secrets"]["batch_size"] == {"default": 50, "minimum": 1, "maximum": 500}
 
 
 def test_starting_a_run_answers_202_with_a_status_url_and_the_watermark_is_already_written(
@@ -293,6 +294,7 @@ def test_a_duplicate_start_answers_409_with_the_active_run(operator_client, app)
         ({"kind": "cleanup", "batch_size": "many"}, "batch_size"),
         ({"kind": "cleanup", "batch_size": 1.5}, "batch_size"),
         ({"kind": "cleanup", "batch_size": True}, "batch_size"),
+        ({"kind": "hash_client_secrets", "batch_size": 501}, "batch_size"),
         ({"kind": "cleanup", "interval": -1}, "interval"),
         ({"kind": "cleanup", "interval": 4000}, "interval"),
         ({"kind": "cleanup", "dry_run": "yes"}, "dry_run"),

@@ -211,3 +211,14 @@ def test_token_validity_and_scopes():
     assert not live.is_valid(["admin"])
     assert not expired.is_valid()
     assert live.scopes == {"read": "Reading scope", "write": "Writing scope"}
+
+
+def test_bearer_backend_does_not_restore_an_inactive_users_session():
+    from oauth_provider.backends import OAuth2Backend
+
+    user = make_user()
+    assert OAuth2Backend().get_user(user.pk) == user
+    user.is_active = False
+    user.save()
+    assert OAuth2Backend().get_user(user.pk) is None
+    assert OAuth2Backend().get_user(999_999) is None

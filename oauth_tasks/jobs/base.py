@@ -130,6 +130,9 @@ class Job:
         "additionalProperties": False,
     }
 
+    #: The largest batch a run of this job accepts; lower it when a row is expensive.
+    max_batch_size: ClassVar[int] = MAX_BATCH_SIZE
+
     def default_batch_size(self) -> int:
         return 1000
 
@@ -169,7 +172,11 @@ class Job:
             "label": self.label or self.name,
             "description": self.description or (self.__doc__ or "").strip().split("\n")[0],
             "params_schema": self.params_schema,
-            "batch_size": {"default": self.default_batch_size(), "minimum": 1, "maximum": MAX_BATCH_SIZE},
+            "batch_size": {
+                "default": self.default_batch_size(),
+                "minimum": 1,
+                "maximum": self.max_batch_size,
+            },
             "interval": {"default": self.default_interval(), "minimum": 0, "maximum": MAX_INTERVAL},
         }
 
