@@ -339,13 +339,6 @@ def json_cursor(value: Any) -> Any:
     return str(value)
 
 
-def _window(model, predicate: Q, cursor: Any, batch_size: int):
-    qs = model._base_manager.filter(predicate)
-    if cursor is not None:
-        qs = qs.filter(pk__gt=cursor)
-    return qs.order_by("pk").annotate(cleanup_key=F("pk")).values_list("cleanup_key")[:batch_size]
-
-
 def _count_and_last_key(model, window, using: str) -> tuple[int, Any]:
     """Count and largest key of the keyset window, in one query returning one row."""
     connection = connections[using]
@@ -359,14 +352,58 @@ def _count_and_last_key(model, window, using: str) -> tuple[int, Any]:
     return int(count), last
 
 
-def keyset_window(model, predicate: Q, *, cursor: Any, batch_size: int, using: str | None = None):
-    """Count and largest key of the next ``batch_size`` rows matching ``predicate`` above ``cursor``.
+def queryset_window(queryset: models.QuerySet, *, cursor: Any, batch_size: int, using: str | None = None):
+    """Count and largest key of the next ``batch_size`` rows of ``queryset`` above ``cursor``.
 
-    One indexed query returning one row: the window a batch owns, for batches that update rather
-    than delete (revocation, data migrations).
+    One indexed query returning one row (``SELECT COUNT(*), MAX(key) FROM (... ORDER BY pk LIMIT n)``):
+    no key list travels through Python and no ``OFFSET`` is used. The window every batch owns.
     """
-    using = using or router.db_for_write(model)
-    return _count_and_last_key(model, _window(model, predicate, cursor, batch_size), using)
+    model = queryset.model
+    using = using or queryset._db or router.db_for_write(model)
+    if cursor is not None:
+        queryset = queryset.filter(pk__gt=cursor)
+    window = queryset.order_by("pk").annotate(cleanup_key=F("pk")).values_list("cleanup_key")[:batch_size]
+    return _count_and_last_key(model, window, using)
+
+
+def keyset_window(model, predicate: Q, *, cursor: Any, batch_size: int, using: str | None = None):
+    """:func:`queryset_window` over the rows of ``model`` matching ``predicate``."""
+    return queryset_window(
+        model._base_manager.filter(predicate), cursor=cursor, batch_size=batch_size, using=using
+    )
+
+
+def keyset_batch(
+    model: type[models.Model],
+    predicate: Q,
+    *,
+    phase: str,
+    cursor: Any,
+    batch_size: int,
+    dry_run: bool,
+    change: Callable[[models.QuerySet, str], int | dict[str, Any]],
+) -> BatchResult:
+    """One batch of any kind: find the window above ``cursor``, then let ``change`` act on it.
+
+    ``change(rows, using)`` receives the rows of the window's key range that still match
+    ``predicate`` (so a re-run acts only on what still qualifies) and returns how many rows it
+    changed, or a dict of :class:`BatchResult` fields with at least ``deleted``. It runs in the
+    batch's transaction. A dry run, or an empty window, never calls it.
+    """
+    using = router.db_for_write(model)
+    with transaction.atomic(using=using):
+        count, last = keyset_window(model, predicate, cursor=cursor, batch_size=batch_size, using=using)
+        if count == 0:
+            return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
+        done = count < batch_size
+        if dry_run:
+            return BatchResult(phase=phase, deleted=count, cursor=json_cursor(last), done=done, dry_run=True)
+        rows = model._base_manager.filter(predicate, pk__lte=last)
+        if cursor is not None:
+            rows = rows.filter(pk__gt=cursor)
+        outcome = change(rows, using)
+    fields = outcome if isinstance(outcome, dict) else {"deleted": outcome}
+    return BatchResult(phase=phase, cursor=json_cursor(last), done=done, **fields)
 
 
 def _fast_delete_blockers(model) -> tuple[list, list]:
@@ -450,23 +487,11 @@ def delete_keyset_batch(
     ``DELETE`` re-evaluates the predicate, and a link created concurrently fails the database's
     foreign key check at commit, so the batch rolls back and is retried, never leaving a dangling key.
     """
-    using = router.db_for_write(model)
-    with transaction.atomic(using=using):
-        count, last = _count_and_last_key(model, _window(model, predicate, cursor, batch_size), using)
-        done = count < batch_size
-        if count == 0:
-            return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
-        if dry_run:
-            return BatchResult(phase=phase, deleted=count, cursor=json_cursor(last), done=done, dry_run=True)
+    set_null, other = _fast_delete_blockers(model)
+    set_null = [r for r in set_null if r.field not in excluded_links]
+    other = [r for r in other if r.field not in excluded_links]
 
-        # The key range this batch owns; the predicate is evaluated again by the statements below.
-        rows = model._base_manager.filter(predicate, pk__lte=last)
-        if cursor is not None:
-            rows = rows.filter(pk__gt=cursor)
-
-        set_null, other = _fast_delete_blockers(model)
-        set_null = [r for r in set_null if r.field not in excluded_links]
-        other = [r for r in other if r.field not in excluded_links]
+    def delete(rows: models.QuerySet, using: str) -> dict[str, Any]:
         needs_collector = _has_delete_receivers(model)
         for relation in other:
             if relation.on_delete is models.CASCADE and not (
@@ -484,10 +509,7 @@ def delete_keyset_batch(
             total, per_model = rows.delete()
             logger.debug("cleanup %s: ORM delete of %s rows (%s)", phase, total, per_model)
             # The phase counts rows of its own model, not the ones cascaded to.
-            deleted = per_model.get(model._meta.label, 0)
-            return BatchResult(
-                phase=phase, deleted=deleted, cursor=json_cursor(last), done=done, orm_fallback=True
-            )
+            return {"deleted": per_model.get(model._meta.label, 0), "orm_fallback": True}
 
         unlinked: dict[str, int] = {}
         for relation in set_null:
@@ -497,9 +519,10 @@ def delete_keyset_batch(
             )
             if n:
                 unlinked[f"{related._meta.label}.{relation.field.name}"] = n
-        deleted = rows._raw_delete(using)
-    return BatchResult(
-        phase=phase, deleted=int(deleted or 0), cursor=json_cursor(last), done=done, unlinked=unlinked
+        return {"deleted": int(rows._raw_delete(using) or 0), "unlinked": unlinked}
+
+    return keyset_batch(
+        model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run, change=delete
     )
 
 

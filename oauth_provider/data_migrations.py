@@ -17,7 +17,14 @@ from django.db import models, router, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from .cleanup import BatchResult, delete_keyset_batch, json_cursor, keyset_window, validate_batch_size
+from .cleanup import (
+    BatchResult,
+    delete_keyset_batch,
+    json_cursor,
+    keyset_batch,
+    keyset_window,
+    validate_batch_size,
+)
 from .models import (
     get_access_token_model,
     get_application_model,
@@ -84,17 +91,8 @@ def rewrite_scopes_batch(
     predicate = Q()
     for old in mapping:
         predicate |= scope_word_q(old)
-    using = router.db_for_write(model)
-    with transaction.atomic(using=using):
-        count, last = keyset_window(model, predicate, cursor=cursor, batch_size=batch_size, using=using)
-        if count == 0:
-            return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
-        done = count < batch_size
-        if dry_run:
-            return BatchResult(phase=phase, deleted=count, cursor=json_cursor(last), done=done, dry_run=True)
-        rows = model._base_manager.filter(predicate, pk__lte=last)
-        if cursor is not None:
-            rows = rows.filter(pk__gt=cursor)
+
+    def rewrite(rows: models.QuerySet, using: str) -> int:
         # At most batch_size rows: read them under lock, rewrite in Python, write back in one UPDATE.
         changed = []
         for row in rows.select_for_update().only("pk", "scope"):
@@ -104,7 +102,11 @@ def rewrite_scopes_batch(
                 changed.append(row)
         if changed:
             model._base_manager.bulk_update(changed, ["scope"], batch_size=len(changed))
-    return BatchResult(phase=phase, deleted=len(changed), cursor=json_cursor(last), done=done)
+        return len(changed)
+
+    return keyset_batch(
+        model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run, change=rewrite
+    )
 
 
 def legacy_secret_q() -> Q:

@@ -32,7 +32,7 @@ from django.db.models.functions import Concat, StrIndex
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
-from .cleanup import BatchResult, delete_keyset_batch, json_cursor, keyset_window, validate_batch_size
+from .cleanup import BatchResult, delete_keyset_batch, keyset_batch, validate_batch_size
 from .models import (
     RevocationWatermark,
     get_access_token_model,
@@ -224,19 +224,15 @@ def run_revocation_batch(
             model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run
         )
     now = now or timezone.now()
-    using = router.db_for_write(model)
-    with transaction.atomic(using=using):
-        count, last = keyset_window(model, predicate, cursor=cursor, batch_size=batch_size, using=using)
-        if count == 0:
-            return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
-        done = count < batch_size
-        if dry_run:
-            return BatchResult(phase=phase, deleted=count, cursor=json_cursor(last), done=done, dry_run=True)
-        rows = model._base_manager.filter(predicate, pk__lte=last)
-        if cursor is not None:
-            rows = rows.filter(pk__gt=cursor)
-        revoked = rows.update(revoked=now, access_token=None, updated=now)
-    return BatchResult(phase=phase, deleted=revoked, cursor=json_cursor(last), done=done)
+    return keyset_batch(
+        model,
+        predicate,
+        phase=phase,
+        cursor=cursor,
+        batch_size=batch_size,
+        dry_run=dry_run,
+        change=lambda rows, using: rows.update(revoked=now, access_token=None, updated=now),
+    )
 
 
 def revoke_all(

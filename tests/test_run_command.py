@@ -45,8 +45,9 @@ class RunProcess:
         # The embedded default: no broker, no result backend, no database server configured.
         for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL"):
             env.pop(name, None)
+        self.data_dir = tmp_path / "data"
         env.update(
-            DATA_DIR=str(tmp_path / "data"),
+            DATA_DIR=str(self.data_dir),
             HOST="127.0.0.1",
             PORT=str(self.web_port),
             FLOWER_PORT=str(self.flower_port),
@@ -182,6 +183,32 @@ def test_run_starts_web_worker_beat_and_flower_on_embedded_redis_and_sigint_stop
         lambda: run.alive() and worker_pong(run.broker_url), STARTUP_TIMEOUT, 0.5, "worker ping"
     )
     assert "worker@" in pong
+
+    # A cleanup dispatched to this stack runs on its worker and shows in Flower by name and label.
+    env = dict(os.environ, DATA_DIR=str(run.data_dir), CELERY_BROKER_URL=run.broker_url)
+    env["CELERY_RESULT_BACKEND"] = run.broker_url
+    env.pop("DATABASE_URL", None)
+    dispatched = subprocess.run(
+        [sys.executable, "manage.py", "cleartokens", "--async"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert dispatched.returncode == 0, dispatched.stderr
+
+    def flower_shows_the_cleanup_batch():
+        response = requests.get(
+            f"{flower}api/tasks",
+            params={"taskname": "oauth_tasks.run_batch"},
+            auth=("ops", "s3cret"),
+            timeout=2,
+        )
+        tasks = response.json().values() if response.status_code == 200 else []
+        return [t for t in tasks if t.get("state") == "SUCCESS" and "job=cleanup" in (t.get("args") or "")]
+
+    assert wait_until(flower_shows_the_cleanup_batch, 60, 0.5, "the cleanup batch in Flower")
 
     pids = run.child_pids()
     assert set(pids) == {"redis", "setup", "web", "worker", "beat", "flower"}

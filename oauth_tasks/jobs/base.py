@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ValidationError
-from django.db import connections, router
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 
-from oauth_provider.cleanup import MAX_BATCH_SIZE, MAX_INTERVAL
+from oauth_provider.cleanup import MAX_BATCH_SIZE, MAX_INTERVAL, json_cursor, queryset_window
 
 if TYPE_CHECKING:
     from oauth_tasks.models import MaintenanceRun
@@ -184,23 +183,11 @@ class Job:
 def keyset_window(queryset: QuerySet, cursor: Any, batch_size: int) -> tuple[int, Any]:
     """Count and largest key of the next ``batch_size`` rows of ``queryset`` above ``cursor``.
 
-    One query, returning one row: no key list travels through Python and no ``OFFSET`` is used.
+    The provider's keyset window (one query, one row, no ``OFFSET``), with the key in the form a
+    run stores in its JSON cursor.
     """
-    model = queryset.model
-    qs = queryset if cursor is None else queryset.filter(pk__gt=cursor)
-    window = qs.order_by("pk").annotate(keyset_key=F("pk")).values_list("keyset_key")[:batch_size]
-    using = queryset.db if queryset._db else router.db_for_write(model)
-    connection = connections[using]
-    sql, params = window.query.get_compiler(using).as_sql()
-    key = connection.ops.quote_name("keyset_key")
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*), MAX(w.{key}) FROM ({sql}) w", params)
-        count, last = cur.fetchone()
-    if last is not None:
-        last = model._meta.pk.to_python(last)
-        if not isinstance(last, int):
-            last = str(last)
-    return int(count), last
+    count, last = queryset_window(queryset, cursor=cursor, batch_size=batch_size)
+    return count, json_cursor(last)
 
 
 class QuerysetJob(Job):
