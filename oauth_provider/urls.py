@@ -22,6 +22,8 @@ oidc_urlpatterns = [
     ),
     path(".well-known/jwks.json", views.JwksInfoView.as_view(), name="jwks-info"),
     path("userinfo/", views.UserInfoView.as_view(), name="user-info"),
+    # 404 unless OIDC_RP_INITIATED_LOGOUT_ENABLED (checked per request, like OIDC_ENABLED).
+    path("logout/", views.RPInitiatedLogoutView.as_view(), name="rp-initiated-logout"),
 ]
 
 urlpatterns = base_urlpatterns + oidc_urlpatterns

@@ -9,6 +9,7 @@ from .generic import (
     ScopedProtectedResourceView,
 )
 from .introspect import IntrospectTokenView
+from .logout import RPInitiatedLogoutView
 from .mixins import (
     ClientProtectedResourceMixin,
     ClientProtectedScopedResourceMixin,
@@ -36,6 +37,7 @@ __all__ = [
     "ReadWriteScopedResourceMixin",
     "ReadWriteScopedResourceView",
     "RevokeTokenView",
+    "RPInitiatedLogoutView",
     "ScopedProtectedResourceMixin",
     "ScopedResourceMixin",
     "ScopedProtectedResourceView",

@@ -64,6 +64,8 @@ class ConnectDiscoveryInfoView(OIDCOnlyMixin, View):
             "claims_supported": validator.get_discovery_claims(request),
             "prompt_values_supported": ["none", "login", "consent"],
         }
+        if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ENABLED:
+            data["end_session_endpoint"] = _endpoint(request, "rp-initiated-logout")
         response = JsonResponse(data)
         response["Access-Control-Allow-Origin"] = "*"
         return response
