@@ -35,14 +35,35 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if DEBUG or os.environ.get("OAUTH_PROVIDER_INSECURE_DEV_KEY", "1") == "1":
-        # A development key: fine for the embedded default, never for a deployment, where
-        # docker-compose and the docs set SECRET_KEY explicitly.
-        SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+
+
+def secret_key_from_file(path: Path) -> str:
+    """Django's secret key when SECRET_KEY is unset: random, made once, kept in DATA_DIR (mode 0600).
+
+    The embedded default then needs no configuration and still has a key nobody else knows;
+    processes starting together agree on one key because the file is created exclusively.
+    """
+    import secrets
+    import time
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
     else:
-        raise ImproperlyConfigured("SECRET_KEY must be set in the environment")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+    for _ in range(50):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.1)  # another process is still writing the file it just created
+    raise ImproperlyConfigured(f"{path} holds no secret key")
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "") or secret_key_from_file(DATA_DIR / "secret_key")
+if SECRET_KEY in {"change-me", "changeme"} and not DEBUG:
+    raise ImproperlyConfigured("SECRET_KEY is still the example value: set a random one")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
