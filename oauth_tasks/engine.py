@@ -260,6 +260,9 @@ def run_batch(run_id: int, expected_batch_number: int) -> BatchReport:
             outcome = job.run_batch(run, phase, run.cursor)
             processed += outcome.processed
             counts[phase] = counts.get(phase, 0) + outcome.processed
+            for other_phase, count in outcome.other_counts.items():
+                processed += count
+                counts[other_phase] = counts.get(other_phase, 0) + count
             if outcome.detail:
                 detail[phase] = outcome.detail
             if not outcome.phase_done:

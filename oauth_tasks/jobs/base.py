@@ -28,13 +28,15 @@ class BatchOutcome:
 
     ``processed`` is added to the run's count for the phase; ``cursor`` is where the next batch of
     the phase starts; ``phase_done`` moves the run on to the next phase. ``detail`` goes to the log
-    line and the task's progress meta (never token values).
+    line and the task's progress meta (never token values). ``other_counts`` adds rows the batch
+    processed for other phases (by phase name) to those phases' counts.
     """
 
     processed: int
     cursor: Any
     phase_done: bool
     detail: dict[str, Any] = field(default_factory=dict)
+    other_counts: dict[str, int] = field(default_factory=dict)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -43,5 +43,9 @@ class CleanupJob(Job):
         if result.orm_fallback:
             detail["orm_fallback"] = True
         return BatchOutcome(
-            processed=result.deleted, cursor=result.cursor, phase_done=result.done, detail=detail
+            processed=result.deleted,
+            cursor=result.cursor,
+            phase_done=result.done,
+            detail=detail,
+            other_counts=result.also_deleted,
         )
