@@ -75,3 +75,12 @@ def make_grant(application, user, *, expires_in: float = 60, **extra):
         redirect_uri="https://client.example/callback",
         **extra,
     )
+
+
+def issue_login_tokens(application, user, scope: str = "read write") -> dict:
+    """What a login leaves: an ID token, an access token holding it, a refresh token and a grant."""
+    id_token = make_id_token(application, user, scope=scope)
+    access = make_access_token(application, user, scope=scope, id_token=id_token)
+    refresh = make_refresh_token(application, user, access_token=access)
+    grant = make_grant(application, user, scope=scope)
+    return {"access": access, "refresh": refresh, "id": id_token, "grant": grant}

@@ -26,11 +26,10 @@ from oauth_tasks.jobs.revocation import affected_counts
 from oauth_tasks.models import MaintenanceRun, RunStatus
 from tests.conftest import run_status, wait_until
 from tests.factories import (
+    issue_login_tokens,
     make_access_token,
     make_application,
-    make_grant,
     make_id_token,
-    make_refresh_token,
     make_user,
 )
 from tests.test_endpoints_support import make_client
@@ -41,13 +40,7 @@ IDToken = get_id_token_model()
 Grant = get_grant_model()
 
 
-def issue(app, user, scope="read write"):
-    """What a login leaves: an ID token, an access token holding it, a refresh token and a grant."""
-    id_token = make_id_token(app, user, scope=scope)
-    access = make_access_token(app, user, scope=scope, id_token=id_token)
-    refresh = make_refresh_token(app, user, access_token=access)
-    grant = make_grant(app, user, scope=scope)
-    return {"access": access, "refresh": refresh, "id": id_token, "grant": grant}
+issue = issue_login_tokens
 
 
 def is_gone(rows) -> bool:

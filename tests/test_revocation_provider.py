@@ -27,6 +27,7 @@ from oauth_provider.revocation import (
     validate_scope_name,
 )
 from tests.factories import (
+    issue_login_tokens,
     make_access_token,
     make_application,
     make_grant,
@@ -41,12 +42,8 @@ RefreshToken = get_refresh_token_model()
 
 
 def issue(app, user, scope="read write"):
-    """An access token with a refresh token, an ID token and a grant, as a login would leave."""
-    id_token = make_id_token(app, user, scope=scope)
-    access = make_access_token(app, user, scope=scope, id_token=id_token)
-    refresh = make_refresh_token(app, user, access_token=access)
-    grant = make_grant(app, user, scope=scope)
-    return access, refresh, id_token, grant
+    """The tokens a login leaves, as (access, refresh, id, grant)."""
+    return tuple(issue_login_tokens(app, user, scope).values())
 
 
 @pytest.fixture
