@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from django.core.exceptions import SuspiciousOperation, ValidationError
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
@@ -47,6 +47,8 @@ PERMISSIONS = {
 #: Fields a start request may carry.
 START_FIELDS = ("kind", "params", "dry_run", "batch_size", "interval")
 MAX_BODY_BYTES = 64 * 1024
+#: Objects and lists nested deeper than this in a start request's body are refused.
+MAX_BODY_DEPTH = 20
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
 
@@ -151,6 +153,15 @@ def api_view(permissions: dict[str, str]) -> Callable:
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            try:
+                return checked(request, *args, **kwargs)
+            except RequestDataTooBig:
+                # Whoever reads the body first (the bearer check, the CSRF check, the view) hits
+                # Django's DATA_UPLOAD_MAX_MEMORY_SIZE: the answer is this API's JSON error, not
+                # Django's HTML page.
+                return _bad_request(request, "body", f"body: at most {MAX_BODY_BYTES} bytes")
+
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
             if request.method not in methods:
                 response = _error(405, "method_not_allowed", f"use {' or '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
@@ -281,6 +292,22 @@ def runs(request: HttpRequest, caller: Caller) -> JsonResponse:
     return JsonResponse({"runs": [serialize_run(request, run) for run in qs[:count]]})
 
 
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests objects and lists (a scalar is 0), walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _start(request: HttpRequest, caller: Caller) -> JsonResponse:
     """``POST api/runs/``: 202 with the new run, 409 with the active one, 400 naming a bad field."""
     if len(request.body) > MAX_BODY_BYTES:
@@ -289,6 +316,10 @@ def _start(request: HttpRequest, caller: Caller) -> JsonResponse:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         return _bad_request(request, "body", f"body: malformed JSON ({exc})")
+    except RecursionError:
+        return _bad_request(request, "body", f"body: nested deeper than {MAX_BODY_DEPTH} levels")
+    if _depth(body) > MAX_BODY_DEPTH:
+        return _bad_request(request, "body", f"body: nested deeper than {MAX_BODY_DEPTH} levels")
     if not isinstance(body, dict):
         return _bad_request(request, "body", "body: must be a JSON object with kind, params, dry_run, ...")
     unknown = sorted(set(body) - set(START_FIELDS))
