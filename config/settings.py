@@ -104,7 +104,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The project's pages (sign-in, password reset, landing, errors) come before the apps'.
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -148,7 +149,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # collectstatic fills it; whitenoise serves it
-LOGIN_URL = "admin:login"
+# End users sign in on the project's own page (staff still use the admin's); after signing in with
+# no "next", and after signing out, they land on the start page.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = None  # registration/logged_out.html
+
+# Password reset mails: printed on the web process's output unless EMAIL_BACKEND names a real one
+# (e.g. django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST / EMAIL_PORT).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+
+# Where the landing page links to Flower: FLOWER_URL, else this host on FLOWER_PORT.
+FLOWER_URL = os.environ.get("FLOWER_URL", "")
+FLOWER_PORT = os.environ.get("FLOWER_PORT") or "5555"
 
 # The provider. Keys not listed keep django-oauth-toolkit's defaults (see oauth_provider/settings.py).
 OAUTH2_PROVIDER = {

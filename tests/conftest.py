@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.browser"]  # a real Chromium for the page tests
 
 if not os.environ.get("CELERY_BROKER_URL"):
     from config.embedded_redis import start_embedded_redis

@@ -94,7 +94,7 @@ def test_authorize_requires_login(base_url):
     response = requests.get(url, allow_redirects=False)
 
     assert response.status_code == 302
-    assert response.headers["Location"].startswith("/admin/login/?next=")
+    assert response.headers["Location"].startswith("/accounts/login/?next=")
 
 
 def test_skip_authorization_application_never_sees_the_form(base_url):

@@ -54,6 +54,7 @@ def session_user_view(request: HttpRequest) -> JsonResponse:
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("config.account_urls")),
     path("o/", include("oauth_provider.urls")),
     path("api/whoami/", WhoAmIView.as_view()),
     path("api/write/", WriteView.as_view()),

@@ -60,7 +60,7 @@ class AuthorizationView(BaseAuthorizationView, FormView):
     same application and user already covers the requested scopes.
     """
 
-    template_name = "oauth_provider/authorize.html"
+    template_name = "oauth2_provider/authorize.html"
     form_class = AllowForm
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -108,6 +108,7 @@ class AuthorizationView(BaseAuthorizationView, FormView):
             "application": application,
             "scopes": scopes,
             "scopes_descriptions": [all_scopes.get(scope, scope) for scope in scopes],
+            "scope_items": [{"name": scope, "description": all_scopes.get(scope, scope)} for scope in scopes],
             "client_id": credentials["client_id"],
             "redirect_uri": credentials["redirect_uri"],
             "response_type": credentials["response_type"],

@@ -113,7 +113,7 @@ class RPInitiatedLogoutView(View):
     exempt; the confirmation form it renders carries a CSRF token, checked when it is submitted.
     """
 
-    template_name = "oauth_provider/logout_confirm.html"
+    template_name = "oauth2_provider/logout_confirm.html"
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not (oauth2_settings.OIDC_ENABLED and oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ENABLED):
