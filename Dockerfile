@@ -26,7 +26,8 @@ RUN mkdir -p config oauth_provider oauth_tasks \
 COPY . .
 RUN pip install --no-deps -e . \
     && mkdir -p /app/var \
-    && chown app:app /app/var
+    && chown app:app /app/var \
+    && chmod 0700 /app/var
 
 USER app
 EXPOSE 8000 5555

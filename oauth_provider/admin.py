@@ -1,12 +1,15 @@
 """Admin for the provider's models.
 
 Secrets never show after creation: the client secret column holds a hash, and the change form
-shows it read-only. Tokens are searched by their leading characters (a prefix), never listed in
-full in the changelist.
+shows it read-only. A token or a grant code is found by its whole value only (compared through the
+indexed checksum), never by a part of it: a prefix search answers "some token starts with this",
+which recovers a token a character at a time. Lists show the start of a value's checksum, never a
+part of the value itself.
 """
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 
 from .models import (
     get_access_token_model,
@@ -15,12 +18,31 @@ from .models import (
     get_id_token_model,
     get_refresh_token_model,
     is_hashed_secret,
+    token_checksum,
 )
 from .settings import oauth2_settings
 
 
-def _prefix(value: str, length: int = 8) -> str:
-    return f"{value[:length]}…" if value else ""
+def _fingerprint(value: str, length: int = 12) -> str:
+    return f"sha256:{token_checksum(value)[:length]}…" if value else ""
+
+
+class ExactSecretSearchMixin:
+    """Adds the search "this whole secret value", by equality, to the admin's ``search_fields``.
+
+    ``secret_lookup`` turns the search term into a filter that matches only the row holding exactly
+    that value; nothing here ever matches part of a secret.
+    """
+
+    def secret_lookup(self, value: str) -> Q:
+        return Q(token_checksum=token_checksum(value))
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term and " " not in term:
+            results = results | queryset.filter(self.secret_lookup(term))
+        return results, may_have_duplicates
 
 
 class ApplicationAdmin(admin.ModelAdmin):
@@ -39,55 +61,53 @@ class ApplicationAdmin(admin.ModelAdmin):
         return fields
 
 
-class AccessTokenAdmin(admin.ModelAdmin):
-    list_display = ("id", "token_prefix", "user", "application", "expires", "scope")
+class AccessTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
+    list_display = ("id", "token_fingerprint", "user", "application", "expires", "scope")
     list_select_related = ("application", "user")
     raw_id_fields = ("user", "source_refresh_token", "id_token", "application")
-    search_fields = (
-        "token__startswith",
-        "user__" + get_user_model().USERNAME_FIELD,
-        "application__client_id",
-    )
+    search_fields = ("user__" + get_user_model().USERNAME_FIELD, "application__client_id")
     list_filter = ("application",)
     exclude = ("token", "token_checksum")
-    readonly_fields = ("token_prefix",)
+    readonly_fields = ("token_fingerprint",)
     show_full_result_count = False
 
     @admin.display(description="token")
-    def token_prefix(self, obj):
-        return _prefix(obj.token)
+    def token_fingerprint(self, obj):
+        return _fingerprint(obj.token)
 
 
-class RefreshTokenAdmin(admin.ModelAdmin):
-    list_display = ("id", "token_prefix", "user", "application", "revoked", "created")
+class RefreshTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
+    list_display = ("id", "token_fingerprint", "user", "application", "revoked", "created")
     list_select_related = ("application", "user")
     raw_id_fields = ("user", "access_token", "application")
-    search_fields = (
-        "token__startswith",
-        "user__" + get_user_model().USERNAME_FIELD,
-        "application__client_id",
-    )
+    search_fields = ("user__" + get_user_model().USERNAME_FIELD, "application__client_id")
     list_filter = ("application",)
     exclude = ("token", "token_checksum")
-    readonly_fields = ("token_prefix",)
+    readonly_fields = ("token_fingerprint",)
     show_full_result_count = False
 
     @admin.display(description="token")
-    def token_prefix(self, obj):
-        return _prefix(obj.token)
+    def token_fingerprint(self, obj):
+        return _fingerprint(obj.token)
 
 
-class GrantAdmin(admin.ModelAdmin):
-    list_display = ("id", "code_prefix", "application", "user", "expires")
+class GrantAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
+    list_display = ("id", "code_fingerprint", "application", "user", "expires")
     raw_id_fields = ("user", "application")
-    search_fields = ("code__startswith", "application__client_id", "user__" + get_user_model().USERNAME_FIELD)
+    search_fields = ("application__client_id", "user__" + get_user_model().USERNAME_FIELD)
     exclude = ("code",)
-    readonly_fields = ("code_prefix",)
+    readonly_fields = ("code_fingerprint",)
     show_full_result_count = False
 
+    def secret_lookup(self, value: str) -> Q:
+        # Compared again in Python: a case-insensitive collation (MySQL's default) would match
+        # the code with its letters' case changed.
+        rows = self.model._default_manager.filter(code=value).values_list("pk", "code")
+        return Q(pk__in=[pk for pk, code in rows if code == value])
+
     @admin.display(description="code")
-    def code_prefix(self, obj):
-        return _prefix(obj.code)
+    def code_fingerprint(self, obj):
+        return _fingerprint(obj.code)
 
 
 class IDTokenAdmin(admin.ModelAdmin):

@@ -50,3 +50,39 @@ def test_a_bad_boolean_names_the_variable(tmp_path):
     result = settings_of(tmp_path, DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG must be a boolean" in result.stderr
+
+
+WRITE_AND_LIST_MODES = (
+    "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup();"
+    "from django.conf import settings; from django.db import connection;"
+    "cursor = connection.cursor(); cursor.execute('CREATE TABLE t (x text)');"
+    "cursor.execute(\"INSERT INTO t VALUES ('a user row')\");"
+    # Listed while the connection is open, so SQLite's -wal and -shm files exist too.
+    "[print(f'{name} {os.stat(os.path.join(root, name)).st_mode & 0o777:o}')"
+    " for root in [str(settings.DATA_DIR)] for name in ['.', *sorted(os.listdir(root))]]"
+)
+
+
+def test_the_data_folder_and_the_sqlite_database_are_readable_by_their_owner_only(tmp_path):
+    data_dir = tmp_path / "fresh" / "data"
+    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL", "DEBUG")}
+    environment.update(DATA_DIR=str(data_dir))
+    result = subprocess.run(
+        [sys.executable, "-c", WRITE_AND_LIST_MODES],
+        cwd=ROOT,
+        env={**environment, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    modes = dict(line.split() for line in result.stdout.splitlines())
+
+    assert modes.pop(".") == "700", "DATA_DIR must be private to its owner"
+    assert {"db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm", "secret_key"} <= set(modes), modes
+    # No other local user may read the database (sessions, token checksums, client secret hashes).
+    for name, mode in modes.items():
+        if name in {"static"}:
+            continue
+        assert mode == "600", f"{name} is created with mode {mode}, readable beyond its owner"
+    assert stat.S_IMODE((data_dir / "db.sqlite3").stat().st_mode) == 0o600
