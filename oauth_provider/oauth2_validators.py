@@ -40,7 +40,7 @@ from .models import (
     get_refresh_token_model,
     token_checksum,
 )
-from .scopes import get_scopes_backend
+from .scopes import get_scopes_backend, requested_scope_problem
 from .settings import oauth2_settings
 
 log = logging.getLogger(__name__)
@@ -174,8 +174,15 @@ class OAuth2Validator(RequestValidator):
         return False
 
     def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs) -> bool:
-        available = get_scopes_backend().get_available_scopes(application=client, request=request)
-        return set(scopes).issubset(set(available))
+        problem = requested_scope_problem(scopes)
+        if problem is None:
+            available = set(get_scopes_backend().get_available_scopes(application=client, request=request))
+            unknown = [name for name in scopes if name not in available]
+            if unknown:
+                problem = f"scope: {unknown[0][:40]!r} is not a scope this client may request"
+        if problem:
+            raise errors.InvalidScopeError(description=problem, request=request)
+        return True
 
     def get_default_scopes(self, client_id, request, *args, **kwargs) -> list[str]:
         return get_scopes_backend().get_default_scopes(application=request.client, request=request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .settings import oauth2_settings
 
 
@@ -31,3 +33,23 @@ class SettingsScopes(BaseScopes):
 
 def get_scopes_backend() -> BaseScopes:
     return oauth2_settings.SCOPES_BACKEND_CLASS()
+
+
+def requested_scope_problem(scopes: Sequence[str]) -> str | None:
+    """Why a requested scope list is refused whatever scopes exist, or None.
+
+    Longer than ``SCOPE_MAX_LENGTH`` characters (joined by spaces), more than ``SCOPE_MAX_COUNT``
+    names, or a name given twice: a request that would otherwise be stored as it came, in the grant
+    and in every token issued from it.
+    """
+    max_length, max_count = oauth2_settings.SCOPE_MAX_LENGTH, oauth2_settings.SCOPE_MAX_COUNT
+    if sum(len(name) + 1 for name in scopes) - 1 > max_length:
+        return f"scope: at most {max_length} characters"
+    if len(scopes) > max_count:
+        return f"scope: at most {max_count} scope names"
+    seen: set[str] = set()
+    for name in scopes:
+        if name in seen:
+            return f"scope: {name!r} is requested twice"
+        seen.add(name)
+    return None

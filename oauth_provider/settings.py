@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_TOKEN_REUSE_PROTECTION": False,
     "ROTATE_REFRESH_TOKEN": True,
     "ERROR_RESPONSE_WITH_SCOPES": False,
+    # Bounds of a requested ``scope`` parameter (not in django-oauth-toolkit, which has none).
+    "SCOPE_MAX_LENGTH": 1000,
+    "SCOPE_MAX_COUNT": 50,
     "APPLICATION_MODEL": APPLICATION_MODEL,
     "ACCESS_TOKEN_MODEL": ACCESS_TOKEN_MODEL,
     "ID_TOKEN_MODEL": ID_TOKEN_MODEL,
@@ -158,6 +161,8 @@ NON_NEGATIVE_NUMBERS = (
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE",
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL",
 )
+# Settings that must be an integer of at least 1.
+POSITIVE_INTEGERS = ("CLEAR_EXPIRED_TOKENS_BATCH_SIZE", "SCOPE_MAX_LENGTH", "SCOPE_MAX_COUNT")
 
 
 def import_from_string(value: str, setting_name: str) -> Any:
@@ -238,10 +243,9 @@ class OAuth2ProviderSettings:
                 raise ImproperlyConfigured(
                     f"OAUTH2_PROVIDER setting {attr!r} must be a non-negative number, got {val!r}"
                 )
-        if attr == "CLEAR_EXPIRED_TOKENS_BATCH_SIZE" and (not isinstance(val, int) or val < 1):
+        if attr in POSITIVE_INTEGERS and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
             raise ImproperlyConfigured(
-                "OAUTH2_PROVIDER setting 'CLEAR_EXPIRED_TOKENS_BATCH_SIZE' must be a positive integer, "
-                f"got {val!r}"
+                f"OAUTH2_PROVIDER setting {attr!r} must be a positive integer, got {val!r}"
             )
         if attr == "REQUEST_APPROVAL_PROMPT" and val not in ("force", "auto"):
             raise ImproperlyConfigured(
