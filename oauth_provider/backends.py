@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest
 
@@ -16,6 +16,32 @@ def bearer_token_from_header(value: str) -> str | None:
     scheme, _, token = (value or "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def authenticate_by_bearer_token(request: HttpRequest) -> bool:
+    """Authenticate ``request`` by its bearer token, unless a session user is signed in.
+
+    True when the token authenticated the request: ``request.user`` is then the token's user and
+    ``request.access_token`` the token. A session user is kept as is, whatever header the request
+    carries, so a request authenticated by session stays one (and keeps its CSRF check). The answer
+    is kept on the request: the middleware and a view's decorator check the token once.
+
+    Call it only for views that accept bearer tokens (see ``accepts_bearer_token``): the admin and
+    the provider's own pages never do.
+    """
+    known = getattr(request, "_authenticated_by_bearer_token", None)
+    if known is not None:
+        return known
+    by_token = False
+    if bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION", "")):
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            user = authenticate(request=request)
+            if user is not None:
+                request.user = request._cached_user = user
+                by_token = True
+    request._authenticated_by_bearer_token = by_token
+    return by_token
 
 
 class OAuth2Backend:

@@ -1,4 +1,4 @@
-"""Decorators protecting function views with a bearer token of this provider."""
+"""Decorators letting function views be reached with a bearer token of this provider."""
 
 from __future__ import annotations
 
@@ -9,12 +9,40 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
-from .http import bearer_error_response
+from .backends import authenticate_by_bearer_token
+from .http import bearer_error_response, csrf_failure_response
 from .oauth2_backends import OAuthLibCore
 from .scopes import get_scopes_backend
 from .settings import oauth2_settings
 
 ViewFunc = Callable[..., HttpResponse]
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
+
+
+def accepts_bearer_token(view_func: ViewFunc) -> ViewFunc:
+    """Let a view of a session also be reached with a bearer token of this provider.
+
+    A request with a usable bearer token and no session user runs as the token's user
+    (``request.user``; the token is ``request.access_token``). It needs no CSRF token: its
+    credential is a header no other site can make a browser send. Every other request that is not
+    a safe method, a session one above all, must pass Django's CSRF check as usual. Views that are
+    not decorated never see a bearer token's user (the admin, the consent form, logout). For a
+    class-based view: ``method_decorator(accepts_bearer_token, name="dispatch")``.
+    """
+
+    @wraps(view_func)
+    def _view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not authenticate_by_bearer_token(request) and request.method not in SAFE_METHODS:
+            refused = csrf_failure_response(request)
+            if refused is not None:
+                return refused
+        return view_func(request, *args, **kwargs)
+
+    # The check above replaces the middleware's; the bearer token middleware opts the view in.
+    _view.csrf_exempt = True  # type: ignore[attr-defined]
+    _view.accepts_bearer_token = True  # type: ignore[attr-defined]
+    return _view
 
 
 def _core(validator_cls: type | None, server_cls: type | None) -> OAuthLibCore:
@@ -36,6 +64,10 @@ def _protect(
         request.access_token = oauthlib_request.access_token
         return view_func(request, *args, **kwargs)
 
+    # Every request must carry a bearer token, which no other site can make a browser send: no
+    # cookie authenticates the view, so there is no cross-site request to forge.
+    _validate.csrf_exempt = True  # type: ignore[attr-defined]
+    _validate.accepts_bearer_token = True  # type: ignore[attr-defined]
     return _validate
 
 

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import DisallowedRedirect
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.utils.encoding import iri_to_uri
 from oauthlib.common import Request as OAuthlibRequest
@@ -36,6 +37,16 @@ class OAuth2ResponseRedirect(HttpResponse):
     @property
     def url(self) -> str:
         return self["Location"]
+
+
+def csrf_failure_response(request: HttpRequest) -> HttpResponse | None:
+    """Django's CSRF check, run by a view that is exempt from the middleware's: the 403 of
+    ``CSRF_FAILURE_VIEW`` when the request fails it, None when it passes (or is a safe method).
+
+    For views that take either a session or credentials of their own: they are CSRF exempt so that
+    the credentialed requests pass, and check the session requests with this.
+    """
+    return CsrfViewMiddleware(lambda _request: HttpResponse()).process_view(request, None, (), {})
 
 
 def oidc_issuer(request: HttpRequest | OAuthlibRequest) -> str:

@@ -1,36 +1,50 @@
-"""Middleware authenticating the project's own views with this provider's bearer tokens."""
+"""Middleware authenticating, by this provider's bearer tokens, the views that accept them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
-from .backends import bearer_token_from_header
+from .backends import authenticate_by_bearer_token
+
+
+def view_accepts_bearer_token(view_func: Callable) -> bool:
+    """Whether a view opted in to bearer authentication.
+
+    A function view opts in with ``@accepts_bearer_token`` (or is a ``protected_resource``); a
+    class-based view with ``method_decorator(accepts_bearer_token, name="dispatch")``, or by
+    being a ``ProtectedResourceView`` (its class sets ``accepts_bearer_token = True``).
+    """
+    if getattr(view_func, "accepts_bearer_token", False):
+        return True
+    return bool(getattr(getattr(view_func, "view_class", None), "accepts_bearer_token", False))
 
 
 class OAuth2TokenMiddleware:
-    """Sets ``request.user`` from an ``Authorization: Bearer`` token (via ``OAuth2Backend``).
+    """Sets ``request.user`` from an ``Authorization: Bearer`` token, for views that accept one.
 
-    Put it after ``AuthenticationMiddleware``: a session user is kept as is. A request
-    authenticated by its token carries no cookie a third-party site could ride on, so it is
-    exempt from the CSRF check; a session request is not. ``Vary: Authorization`` is added so
-    caches key responses by token.
+    django-oauth-toolkit's middleware of the same name authenticates every view by the token,
+    the Django admin included. Here only the views that opt in are (see
+    :func:`view_accepts_bearer_token`): the admin, the consent form, logout and every other page
+    of a session keep their session user, and an ``Authorization`` header cannot stand in for
+    it. A session user is kept as is (put the middleware after ``AuthenticationMiddleware``).
+    The CSRF check is never touched here: a view that accepts bearer tokens decides (see
+    ``accepts_bearer_token``). ``Vary: Authorization`` is added so caches key responses by token.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION", "")):
-            user = getattr(request, "user", None)
-            if user is None or user.is_anonymous:
-                user = authenticate(request=request)
-                if user is not None:
-                    request.user = request._cached_user = user
-                    request._dont_enforce_csrf_checks = True
         response = self.get_response(request)
         patch_vary_headers(response, ("Authorization",))
         return response
+
+    def process_view(
+        self, request: HttpRequest, view_func: Callable, view_args: Any, view_kwargs: Any
+    ) -> None:
+        if view_accepts_bearer_token(view_func):
+            authenticate_by_bearer_token(request)

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
-from oauth_provider.decorators import protected_resource
+from oauth_provider.decorators import accepts_bearer_token, protected_resource
 from oauth_provider.models import get_application_model
 from oauth_provider.views import ProtectedResourceView, ScopedProtectedResourceView
 
@@ -47,8 +47,9 @@ def read_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"scope": request.access_token.scope})
 
 
+@accepts_bearer_token
 def session_user_view(request: HttpRequest) -> JsonResponse:
-    """Not protected by a decorator: sees whoever the middleware or session authenticated."""
+    """Open to anyone: sees whoever the session or (it accepts them) a bearer token authenticated."""
     return JsonResponse({"user": request.user.get_username() if request.user.is_authenticated else None})
 
 

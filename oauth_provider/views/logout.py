@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render, resolve_url
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -21,7 +20,7 @@ from jwcrypto import jws, jwt
 from jwcrypto.common import JWException
 from oauthlib.common import add_params_to_uri
 
-from ..http import OAuth2ResponseRedirect, oidc_issuer
+from ..http import OAuth2ResponseRedirect, csrf_failure_response, oidc_issuer
 from ..models import get_application_model, get_id_token_model
 from ..revocation import ACCESS_TOKENS, REFRESH_TOKENS, RevocationTarget, run_revocation_batch
 from ..settings import oauth2_settings
@@ -127,7 +126,7 @@ class RPInitiatedLogoutView(View):
         if "confirm" not in request.POST:
             # A logout request posted by the relying party: handled as a GET.
             return self.handle(request, request.POST, confirmed=False)
-        refused = CsrfViewMiddleware(lambda _request: HttpResponse()).process_view(request, None, (), {})
+        refused = csrf_failure_response(request)
         if refused is not None:
             return refused
         if "allow" not in request.POST:

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import FatalClientError, OAuthToolkitError
 from ..http import bearer_error_response
@@ -95,12 +96,26 @@ class ScopedResourceMixin:
         return list(self.required_scopes)
 
 
-class ProtectedResourceMixin(OAuthLibMixin):
+class OwnCredentialsMixin:
+    """A view every request of which must carry credentials of its own (a bearer token, or a
+    client's id and secret), never a cookie: it is exempt from CSRF, since no cross-site request
+    can be made with credentials the browser does not hold.
+    """
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return csrf_exempt(super().as_view(**initkwargs))
+
+
+class ProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
     """Refuses a request without a usable bearer token (RFC 6750), before the view runs.
 
     On success ``request.resource_owner`` is the token's user (None for client credentials) and
-    ``request.access_token`` the token.
+    ``request.access_token`` the token; with ``OAuth2TokenMiddleware`` the token's user is also
+    ``request.user``.
     """
+
+    accepts_bearer_token = True
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.method.upper() == "OPTIONS":
@@ -140,7 +155,7 @@ class ReadWriteScopedResourceMixin(ScopedResourceMixin, OAuthLibMixin):
         return [*super().get_scopes(*args, **kwargs), self.read_write_scope]
 
 
-class ClientProtectedResourceMixin(OAuthLibMixin):
+class ClientProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
     """A resource for authenticated clients (client id and secret, Basic or body), not users."""
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
