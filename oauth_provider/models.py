@@ -506,13 +506,24 @@ class IDToken(AbstractIDToken):
         swappable = "OAUTH2_PROVIDER_ID_TOKEN_MODEL"
 
 
+def watermark_target_key(application_id: int | None, user_id: int | None, scope: str) -> str:
+    """The unique key of a revocation target: a SHA-256 of its application, user and scope.
+
+    A digest, not the names themselves: it is unique on every backend with a plain unique
+    constraint, and compares the same under any collation (a scope ``Read`` is not ``read``, even
+    where MariaDB's default collation would say it is).
+    """
+    text = f"application={application_id or ''};user={user_id or ''};scope={scope or ''}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class RevocationWatermark(models.Model):
     """ "Not valid before" for one revocation target: tokens issued earlier are refused at once.
 
     A bulk revocation writes this one row first, so the revocation takes effect immediately, and
     the background job removes the token rows afterwards. The target is an application, a user, a
-    user within one application, or a scope; each target has at most one row, whose
-    ``not_before`` only moves forward.
+    user within one application, or a scope; each target has at most one row (``target_key`` is
+    unique), whose ``not_before`` only moves forward.
     """
 
     application = models.ForeignKey(
@@ -526,6 +537,11 @@ class RevocationWatermark(models.Model):
         related_name="oauth_revocation_watermarks",
     )
     scope = models.CharField(max_length=255, blank=True, default="")
+    target_key = models.CharField(
+        max_length=64,
+        editable=False,
+        help_text="SHA-256 of application, user and scope, set on save: one row per target.",
+    )
     not_before = models.DateTimeField()
     reason = models.CharField(max_length=255, blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)
@@ -533,22 +549,9 @@ class RevocationWatermark(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["application", "user"],
-                condition=models.Q(application__isnull=False, user__isnull=False),
-                name="watermark_user_application",
-            ),
-            models.UniqueConstraint(
-                fields=["application"],
-                condition=models.Q(user__isnull=True, scope=""),
-                name="watermark_application",
-            ),
-            models.UniqueConstraint(
-                fields=["user"],
-                condition=models.Q(application__isnull=True, scope=""),
-                name="watermark_user",
-            ),
-            models.UniqueConstraint(fields=["scope"], condition=~models.Q(scope=""), name="watermark_scope"),
+            # A plain unique constraint on a derived key instead of conditional ones per target
+            # kind: MariaDB and MySQL create no conditional unique constraint.
+            models.UniqueConstraint(fields=["target_key"], name="watermark_one_row_per_target"),
             models.CheckConstraint(
                 condition=(
                     (models.Q(application__isnull=False) | models.Q(user__isnull=False)) & models.Q(scope="")
@@ -557,6 +560,13 @@ class RevocationWatermark(models.Model):
                 name="watermark_one_target",
             ),
         ]
+
+    def save(self, *args, **kwargs) -> None:
+        self.target_key = watermark_target_key(self.application_id, self.user_id, self.scope)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "target_key" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "target_key"]
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         parts = []

@@ -39,6 +39,7 @@ from .models import (
     get_grant_model,
     get_id_token_model,
     get_refresh_token_model,
+    watermark_target_key,
 )
 
 REFRESH_TOKENS = "refresh_tokens"
@@ -162,11 +163,17 @@ def record_watermark(
 ) -> RevocationWatermark:
     """Make every token of ``target`` issued before ``at`` (default: now) invalid, in one small write."""
     at = at or timezone.now()
-    lookup: dict[str, Any] = {"application_id": target.application_id, "user_id": target.user_id}
-    lookup["scope"] = target.scope
+    key = watermark_target_key(target.application_id, target.user_id, target.scope)
     with transaction.atomic(using=router.db_for_write(RevocationWatermark)):
         mark, created = RevocationWatermark.objects.select_for_update().get_or_create(
-            **lookup, defaults={"not_before": at, "reason": reason[:255]}
+            target_key=key,
+            defaults={
+                "application_id": target.application_id,
+                "user_id": target.user_id,
+                "scope": target.scope,
+                "not_before": at,
+                "reason": reason[:255],
+            },
         )
         if not created and mark.not_before < at:
             mark.not_before = at
@@ -177,29 +184,27 @@ def record_watermark(
 
 def is_revoked_by_watermark(token: Any) -> bool:
     """True when a watermark of the token's application, user, user and application, or one of
-    its scopes, is later than the token's creation. One query over a small, indexed table."""
+    its scopes, is later than the token's creation. One query over the unique ``target_key``."""
     created = getattr(token, "created", None)
     if created is None:
         return False
     application_id = getattr(token, "application_id", None)
     user_id = getattr(token, "user_id", None)
-    q = Q()
+    keys = []
     if application_id is not None:
-        q |= Q(application_id=application_id, user__isnull=True, scope="")
+        keys.append(watermark_target_key(application_id, None, ""))
     if user_id is not None:
-        q |= Q(user_id=user_id, application__isnull=True, scope="")
+        keys.append(watermark_target_key(None, user_id, ""))
     if application_id is not None and user_id is not None:
-        q |= Q(application_id=application_id, user_id=user_id)
+        keys.append(watermark_target_key(application_id, user_id, ""))
     scope_text = getattr(token, "scope", None)
     if scope_text is None:
         access_token = getattr(token, "access_token", None)
         scope_text = getattr(access_token, "scope", "") if access_token is not None else ""
-    scopes = scope_text.split()
-    if scopes:
-        q |= Q(scope__in=scopes)
-    if not q:
+    keys.extend(watermark_target_key(None, None, scope) for scope in scope_text.split())
+    if not keys:
         return False
-    return RevocationWatermark.objects.filter(q, not_before__gt=created).exists()
+    return RevocationWatermark.objects.filter(target_key__in=keys, not_before__gt=created).exists()
 
 
 def run_revocation_batch(

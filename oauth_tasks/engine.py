@@ -3,7 +3,10 @@
 Contract (see docs/maintenance.md):
 
 * A run is created by :func:`dispatch`; a database constraint allows one active (pending or
-  running) run per job kind and parameters, so a second dispatch gets the active run back.
+  running) run per job kind and parameters, so a second dispatch gets the active run back. The
+  constraint is a plain unique one over ``active_key``, which holds the fingerprint while the run
+  is active and is NULL once it ends (set by ``MaintenanceRun.save`` with the status), so every
+  backend enforces it.
 * Each Celery message says "batch N of run R". :func:`run_batch` locks the run row, checks that the
   run is active and that N is its current batch number, runs one batch of the job and records the
   progress, all in one transaction. A duplicated or redelivered message finds a different number and
@@ -77,7 +80,8 @@ def _validated(value: Any, validator, name: str, default):
 
 
 def active_run(kind: str, params_key: str) -> MaintenanceRun | None:
-    return MaintenanceRun.objects.active().filter(kind=kind, params_key=params_key).first()
+    """The active run with this fingerprint, by the unique ``active_key`` column."""
+    return MaintenanceRun.objects.filter(kind=kind, active_key=params_key).first()
 
 
 def dispatch(

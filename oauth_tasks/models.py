@@ -44,7 +44,14 @@ class MaintenanceRun(models.Model):
     params_key = models.CharField(
         max_length=64,
         editable=False,
-        help_text="Fingerprint of kind, parameters and dry-run flag: one active run per fingerprint.",
+        help_text="Fingerprint of kind, parameters and dry-run flag.",
+    )
+    active_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The fingerprint while the run is active, NULL after: one active run per fingerprint.",
     )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     dry_run = models.BooleanField(default=False)
@@ -91,11 +98,19 @@ class MaintenanceRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # A plain unique constraint over a column that is NULL once the run ends (NULLs never
+            # collide): every backend enforces it, MariaDB and MySQL included, which create no
+            # conditional unique constraint.
             models.UniqueConstraint(
-                fields=["kind", "params_key"],
-                condition=Q(status__in=["pending", "running"]),
+                fields=["active_key"],
                 name="oauth_tasks_one_active_run_per_job",
                 violation_error_message="A run of this job with these parameters is already active.",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running"], active_key__isnull=False)
+                | (~Q(status__in=["pending", "running"]) & Q(active_key__isnull=True)),
+                name="oauth_tasks_active_key_while_active",
+                violation_error_message="active_key is the fingerprint while the run is active, NULL after.",
             ),
         ]
         indexes = [
@@ -104,6 +119,19 @@ class MaintenanceRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} run #{self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        """Set ``active_key`` from the status, in the same write (and so transaction) as the status.
+
+        A save that names ``status`` in ``update_fields`` writes ``active_key`` with it. A
+        queryset ``update()`` of ``status`` must set ``active_key`` itself; the check constraint
+        refuses one that does not.
+        """
+        self.active_key = self.params_key if self.status in ACTIVE_STATUSES else None
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "status" in update_fields and "active_key" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "active_key"]
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:

@@ -70,21 +70,72 @@ def redis_client(broker_url):
     client.close()
 
 
-def database_url_for(settings_dict: dict) -> str:
-    """A DATABASE_URL naming the database the test process uses right now (the test database)."""
-    engine = settings_dict["ENGINE"]
-    if engine.endswith("sqlite3"):
-        return f"sqlite:///{settings_dict['NAME']}"
-    if engine.endswith("postgresql"):
-        from urllib.parse import quote
+def database_url_for(settings_dict: dict, name: str | None = None) -> str:
+    """A DATABASE_URL naming the database the test process uses right now (the test database),
+    or, with ``name``, another database on the same server."""
+    from urllib.parse import quote
 
-        user = quote(settings_dict.get("USER") or "")
-        password = settings_dict.get("PASSWORD") or ""
-        auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
-        host = settings_dict.get("HOST") or "127.0.0.1"
-        port = settings_dict.get("PORT") or 5432
-        return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
-    raise RuntimeError(f"no worker support for database engine {engine}")
+    engine = settings_dict["ENGINE"]
+    name = name or settings_dict["NAME"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{name}"
+    schemes = {"postgresql": ("postgres", 5432), "mysql": ("mysql", 3306)}
+    vendor = engine.rsplit(".", 1)[-1]
+    if vendor not in schemes:
+        raise RuntimeError(f"no worker support for database engine {engine}")
+    scheme, default_port = schemes[vendor]
+    user = quote(settings_dict.get("USER") or "")
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or default_port
+    return f"{scheme}://{auth}{host}:{port}/{name}"
+
+
+def _server_sql(settings_dict: dict, statement: str) -> None:
+    """Run one statement on the test database's server, outside any database (CREATE/DROP)."""
+    host, port = settings_dict.get("HOST") or "127.0.0.1", settings_dict.get("PORT")
+    if settings_dict["ENGINE"].endswith("postgresql"):
+        import psycopg
+
+        dsn = f"host={host} port={port or 5432} user={settings_dict['USER']} dbname=postgres"
+        if settings_dict.get("PASSWORD"):
+            dsn += f" password={settings_dict['PASSWORD']}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(statement)
+    else:
+        import MySQLdb
+
+        conn = MySQLdb.connect(
+            host=host,
+            port=int(port or 3306),
+            user=settings_dict["USER"],
+            passwd=settings_dict["PASSWORD"] or "",
+        )
+        try:
+            conn.cursor().execute(statement)
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def fresh_database_url(tmp_path):
+    """The URL of a new, empty database on the test database's server (a file for SQLite),
+    dropped at teardown."""
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    name = f"fresh_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    quoted = connection.ops.quote_name(name)
+    _server_sql(settings_dict, f"CREATE DATABASE {quoted}")
+    try:
+        yield database_url_for(settings_dict, name)
+    finally:
+        force = " WITH (FORCE)" if connection.vendor == "postgresql" else ""
+        _server_sql(settings_dict, f"DROP DATABASE IF EXISTS {quoted}{force}")
 
 
 class WorkerProcess:

@@ -341,7 +341,7 @@ def test_cancel_and_resume(app, api_log):
     assert operator.post(f"{RUNS}999999/cancel/").status_code == 404
     assert operator.get(f"{RUNS}999999/").status_code == 404
 
-    MaintenanceRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED)
+    MaintenanceRun.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, active_key=None)
     assert operator.post(f"{url}resume/").json()["error"] == "not_resumable"
 
 
