@@ -93,12 +93,15 @@ def dispatch(
     batch_size: int | None = None,
     interval: float | None = None,
     triggered_by: str = "",
+    enqueue: bool = True,
 ) -> tuple[MaintenanceRun, bool]:
     """Create a run of job ``kind`` and enqueue its first batch; ``(run, True)``.
 
     When a run of the same kind, parameters and dry-run flag is already active, nothing is created
     and ``(that_run, False)`` is returned. Bad input raises ValidationError naming the field
     (``kind``, a parameter, ``batch_size``, ``interval``, ``trigger``) before anything is written.
+    With ``enqueue=False`` no message is sent: the caller runs the batches itself
+    (``run_batch(..., chain=False)``), and the watchdog hands the run to a worker if it stops.
     """
     job = get_job(kind)
     cleaned = job.validate_params(params)
@@ -138,7 +141,10 @@ def dispatch(
                 celery_task_id=task_id,
             )
             job.on_dispatch(run)
-            transaction.on_commit(lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id, kind=kind))
+            if enqueue:
+                transaction.on_commit(
+                    lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id, kind=kind)
+                )
     except IntegrityError:
         existing = active_run(kind, key)
         if existing is None:  # the other run finished in between: the constraint is free again
@@ -217,12 +223,13 @@ def _locked(run_id: int) -> MaintenanceRun | None:
     return qs.first()
 
 
-def run_batch(run_id: int, expected_batch_number: int) -> BatchReport:
+def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) -> BatchReport:
     """Run batch ``expected_batch_number`` of run ``run_id``, once.
 
     Everything happens in one transaction holding the run row's lock: the status and batch-number
     check, the job's batch, and the progress update. The next batch is enqueued after commit. An
     exception rolls the whole batch back and propagates (the task retries or marks the run failed).
+    ``chain=False`` enqueues nothing: a caller running the batches in its own process calls again.
     """
     started = time.monotonic()
     with transaction.atomic():
@@ -295,11 +302,12 @@ def run_batch(run_id: int, expected_batch_number: int) -> BatchReport:
             run.next_batch_at = run.heartbeat_at + timedelta(seconds=run.interval)
             run.celery_task_id = str(uuid.uuid4())
             next_number, countdown, task_id = run.batch_number, run.interval, run.celery_task_id
-            transaction.on_commit(
-                lambda: enqueue_batch(
-                    run_id, next_number, countdown=countdown, task_id=task_id, kind=run.kind
+            if chain:
+                transaction.on_commit(
+                    lambda: enqueue_batch(
+                        run_id, next_number, countdown=countdown, task_id=task_id, kind=run.kind
+                    )
                 )
-            )
         run.save()
 
     report.outcome = "finished" if finished else "ran"
