@@ -11,7 +11,8 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
@@ -22,20 +23,21 @@ from oauth_provider.models import get_application_model
 from oauth_provider.revocation import scope_word_q, validate_scope_name
 
 from . import engine
+from .dashboard import dashboard_context, poll_document
 from .jobs.revocation import affected_counts
-from .models import ACTIVE_STATUSES, InstalledScheduleEntry, MaintenanceRun, RunStatus
+from .models import ACTIVE_STATUSES, InstalledScheduleEntry, MaintenanceDashboard, MaintenanceRun, RunStatus
+from .progress import run_progress
 
 
 @admin.register(MaintenanceRun)
 class MaintenanceRunAdmin(admin.ModelAdmin):
+    # Narrow columns that fit a 1280 px screen; per-phase counts are on the run's own page.
     list_display = (
         "id",
-        "kind",
+        "kind_display",
         "status",
-        "dry_run",
         "phase",
         "progress_display",
-        "counts_display",
         "duration_display",
         "trigger",
         "created_at",
@@ -44,7 +46,14 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
     search_fields = ("=id", "kind", "triggered_by", "celery_task_id")
     date_hierarchy = "created_at"
     actions = ("cancel_runs", "resume_runs")
-    readonly_fields = [f.name for f in MaintenanceRun._meta.fields] + ["duration_display", "counts_display"]
+    readonly_fields = (
+        ["progress_display", "eta_display"]
+        + [f.name for f in MaintenanceRun._meta.fields]
+        + [
+            "duration_display",
+            "counts_display",
+        ]
+    )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -53,9 +62,22 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
         # Visible to staff with view rights; the actions below need change rights.
         return super().has_change_permission(request, obj) and obj is None
 
+    @admin.display(description="job", ordering="kind")
+    def kind_display(self, run: MaintenanceRun) -> str:
+        return f"{run.kind} (dry run)" if run.dry_run else run.kind
+
     @admin.display(description="progress")
     def progress_display(self, run: MaintenanceRun) -> str:
-        return f"batch {run.batch_number}, {run.total_processed} rows"
+        """ "N of about M rows (x %)" against the estimate made at dispatch, and the batch number."""
+        return f"{run_progress(run).summary}, batch {run.batch_number}"
+
+    @admin.display(description="rate and ETA")
+    def eta_display(self, run: MaintenanceRun) -> str:
+        progress = run_progress(run)
+        if progress.rows_per_second is None:
+            return "-"
+        eta = f", about {progress.eta_text} left" if progress.eta_seconds is not None else ""
+        return f"{progress.rows_per_second:,} rows/s{eta}"
 
     @admin.display(description="counts")
     def counts_display(self, run: MaintenanceRun) -> str:
@@ -292,3 +314,99 @@ admin.site.register(
         f"ScopeRenaming{_runs_admin.__name__}", (RenameScopeAdminMixin, _runs_admin), {"__module__": __name__}
     ),
 )
+
+
+# ------------------------------------------------------------------------------------------------
+# The dashboard: an entry of its own in the maintenance section (a proxy model with no table),
+# whose list page is the dashboard. Seeing it needs the runs' view permission; its buttons need
+# the same permissions as the API (start: add, cancel and resume: change).
+
+VIEW_PERMISSION = "oauth_tasks.view_maintenancerun"
+CHANGE_PERMISSION = "oauth_tasks.change_maintenancerun"
+
+
+@admin.register(MaintenanceDashboard)
+class MaintenanceDashboardAdmin(admin.ModelAdmin):
+    def has_module_permission(self, request) -> bool:
+        return request.user.has_perm(VIEW_PERMISSION)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm(VIEW_PERMISSION)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("", view(self.changelist_view), name="oauth_tasks_maintenancedashboard_changelist"),
+            path("poll/", view(self.poll_view), name="oauth_tasks_dashboard_poll"),
+            path("cleanup/", view(self.cleanup_view), name="oauth_tasks_dashboard_cleanup"),
+            path(
+                "runs/<int:run_id>/<str:action>/",
+                view(self.run_action_view),
+                name="oauth_tasks_dashboard_run",
+            ),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            **dashboard_context(),
+            "title": "Maintenance dashboard",
+            "opts": self.model._meta,
+            "can_start": request.user.has_perm(START_PERMISSION),
+            "can_change": request.user.has_perm(CHANGE_PERMISSION),
+        }
+        return TemplateResponse(request, "admin/oauth_tasks/dashboard.html", context)
+
+    def poll_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return JsonResponse(poll_document())
+
+    def cleanup_view(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm(START_PERMISSION):
+            raise PermissionDenied
+        dry_run = request.POST.get("dry_run") == "on"
+        run, created = engine.dispatch(
+            "cleanup", {}, trigger="admin", dry_run=dry_run, triggered_by=request.user.get_username()
+        )
+        dispatch_message(self, request, run, created, "Dry run of the cleanup" if dry_run else "Cleanup")
+        return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancedashboard_changelist"))
+
+    def run_action_view(self, request, run_id: int, action: str):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if action not in {"cancel", "resume"}:
+            raise Http404(f"no action {action!r}")
+        if not request.user.has_perm(CHANGE_PERMISSION):
+            raise PermissionDenied
+        run = get_object_or_404(MaintenanceRun, pk=run_id)
+        try:
+            if action == "cancel":
+                engine.cancel(run, by=request.user.get_username())
+            else:
+                engine.resume(run)
+        except engine.RunConflict as conflict:
+            self.message_user(
+                request,
+                format_html("Run #{} not resumed: {} does the same work.", run.pk, run_link(conflict.run)),
+                messages.WARNING,
+            )
+        except (ValueError, ValidationError) as exc:
+            self.message_user(request, f"Run #{run.pk} not {action}ed: {exc}", messages.WARNING)
+        else:
+            verb = "cancelled (after its current batch)" if action == "cancel" else "resumed"
+            self.message_user(request, format_html("{} {}.", run_link(run), verb), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancedashboard_changelist"))

@@ -120,10 +120,12 @@ def dispatch(
     if existing is not None:
         return existing, False
     now = timezone.now()
+    estimated_counts = job.estimate(cleaned, now)
     task_id = str(uuid.uuid4())
     try:
         with transaction.atomic():
             run = MaintenanceRun.objects.create(
+                estimated_counts=estimated_counts,
                 kind=kind,
                 params=cleaned,
                 params_key=key,
@@ -292,6 +294,9 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
 
         run.counts = counts
         run.batch_number += 1
+        elapsed = time.monotonic() - started
+        run.busy_seconds += elapsed
+        run.slowest_batch_seconds = max(run.slowest_batch_seconds, elapsed)
         run.heartbeat_at = timezone.now()
         run.last_error = ""
         if finished:

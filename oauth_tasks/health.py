@@ -26,10 +26,11 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import DatabaseError, connections
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from .conf import maintenance_settings
+from .counting import bounded_count
 from .logging import redact
 
 OK = "ok"
@@ -159,19 +160,6 @@ def _estimated_table_rows(model: type[Model], using: str) -> int | None:
     return int(row[0])
 
 
-def _planner_rows(queryset: QuerySet) -> int:
-    """The planner's row estimate for ``queryset`` (PostgreSQL ``EXPLAIN``), nothing executed."""
-    sql, params = queryset.values("pk").query.sql_with_params()
-    with connections[queryset.db].cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
-    if isinstance(plan, str):
-        import json
-
-        plan = json.loads(plan)
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
 def count_rows(model: type[Model], stale: Q, using: str = "default") -> dict[str, Any]:
     """Total and stale rows of one table, cheap on any size (see the module docstring)."""
     manager = model._default_manager.db_manager(using)
@@ -191,11 +179,8 @@ def count_rows(model: type[Model], stale: Q, using: str = "default") -> dict[str
             if total > limit:
                 total = max(total, estimate or 0)
                 exact = False
-        stale_qs = manager.filter(stale)
-        stale_count = stale_qs.values("pk")[: limit + 1].count()
-        if stale_count > limit:
-            stale_count = max(_planner_rows(stale_qs), limit)
-            exact = False
+        stale_count, stale_exact = bounded_count(manager.filter(stale), limit)
+        exact = exact and stale_exact
     # An estimated total can lag behind an exact stale count; the ratio never exceeds 1.
     total = max(total, stale_count)
     return {
@@ -223,13 +208,15 @@ def _token_tables(now: datetime) -> list[tuple[str, type[Model], Q, str, bool]]:
     ]
 
 
-def token_counts(using: str = "default", now: datetime | None = None) -> dict[str, dict[str, Any]]:
+def token_counts(
+    using: str = "default", now: datetime | None = None, *, cached: bool = True
+) -> dict[str, dict[str, Any]]:
     """Per token table: total, active and expired (revoked for refresh tokens), ratio, exactness.
 
     Revoked refresh tokens are reported but do not raise a warning: with reuse protection on, they are
     kept on purpose until they expire.
     """
-    ttl = maintenance_settings.HEALTH_COUNT_CACHE_SECONDS
+    ttl = maintenance_settings.HEALTH_COUNT_CACHE_SECONDS if cached else 0
     key = f"oauth_tasks:health:token_counts:{using}"
     if ttl:
         cached = cache.get(key)

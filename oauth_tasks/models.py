@@ -93,6 +93,14 @@ class MaintenanceRun(models.Model):
         help_text="What the job reports beyond counts, e.g. the applications a removal lists or removed.",
     )
 
+    estimated_counts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Rows each phase was expected to process, estimated at dispatch (progress and ETA).",
+    )
+    busy_seconds = models.FloatField(default=0.0, help_text="Time spent inside batches, summed.")
+    slowest_batch_seconds = models.FloatField(default=0.0, help_text="Duration of the longest batch.")
+
     objects = MaintenanceRunQuerySet.as_manager()
 
     class Meta:
@@ -148,6 +156,12 @@ class MaintenanceRun(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
+    @property
+    def estimated_total(self) -> int | None:
+        """Rows the whole run was expected to process; None when the job gave no estimate."""
+        values = [v for v in (self.estimated_counts or {}).values() if isinstance(v, int)]
+        return sum(values) if values else None
+
     def progress(self) -> dict:
         """What Flower, the admin and the JSON API show about the run."""
         return {
@@ -158,6 +172,8 @@ class MaintenanceRun(models.Model):
             "batch_number": self.batch_number,
             "counts": dict(self.counts or {}),
             "total": self.total_processed,
+            "estimated_counts": dict(self.estimated_counts or {}),
+            "estimated_total": self.estimated_total,
             "dry_run": self.dry_run,
             "result": dict(self.result or {}),
         }
@@ -176,6 +192,35 @@ class InstalledScheduleEntry(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name_plural = "installed schedule entries"
 
     def __str__(self) -> str:
         return self.name
+
+
+class MaintenanceDashboard(MaintenanceRun):
+    """No table of its own: gives the admin's maintenance section its "Dashboard" entry."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+
+
+class TokenTableSnapshot(models.Model):
+    """Size and stale share of each token table on one day, recorded when a cleanup run starts.
+
+    The dashboard charts them over time; one row per day (the day's last cleanup wins).
+    """
+
+    day = models.DateField(unique=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    tables = models.JSONField(
+        default=dict, help_text="Per table: total rows, stale rows (expired, or revoked) and their share."
+    )
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"token tables on {self.day}"

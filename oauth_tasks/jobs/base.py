@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ValidationError
@@ -158,6 +159,14 @@ class Job:
 
     def phases(self, params: dict[str, Any]) -> Sequence[str]:
         raise NotImplementedError
+
+    def estimate(self, params: dict[str, Any], cutoff: datetime) -> dict[str, int]:
+        """Rows each phase should process, for progress bars and ETAs; ``{}`` when unknown.
+
+        Called once by dispatch before the run is created. Keep it cheap on big tables (see
+        ``oauth_tasks.counting``): it is an estimate, never a limit.
+        """
+        return {}
 
     def run_batch(self, run: MaintenanceRun, phase: str, cursor: Any) -> BatchOutcome:
         """Do (or on ``run.dry_run`` only count) one batch of ``phase`` above ``cursor``.

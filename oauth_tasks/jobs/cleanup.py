@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from oauth_provider import cleanup
 
+from ..conf import maintenance_settings
+from ..counting import bounded_count
 from .base import BatchOutcome, Job
 from .registry import register_job
 
@@ -31,6 +36,32 @@ class CleanupJob(Job):
 
     def phases(self, params: dict[str, Any]) -> Sequence[str]:
         return cleanup.PHASES
+
+    def estimate(self, params: dict[str, Any], cutoff: datetime) -> dict[str, int]:
+        """What a dry run would count per phase (PostgreSQL: the planner's estimate on big tables)."""
+        plan = cleanup.CleanupPlan.from_settings(cutoff)
+        limit = int(maintenance_settings.HEALTH_EXACT_COUNT_LIMIT)
+        counts = {}
+        for phase in self.phases(params):
+            if not cleanup.phase_is_active(phase, plan):
+                counts[phase] = 0
+                continue
+            model = cleanup.phase_model(phase)
+            rows = model._default_manager.filter(cleanup.phase_predicate(phase, plan, dry_run=True))
+            counts[phase] = bounded_count(rows, limit)[0]
+        return counts
+
+    def on_dispatch(self, run) -> None:
+        """Record today's token table sizes for the dashboard's charts (one row per day)."""
+        if run.dry_run:
+            return
+        from ..health import token_counts
+        from ..models import TokenTableSnapshot
+
+        TokenTableSnapshot.objects.update_or_create(
+            day=timezone.localdate(run.cutoff),
+            defaults={"recorded_at": run.cutoff, "tables": token_counts(cached=False)},
+        )
 
     def run_batch(self, run, phase: str, cursor: Any) -> BatchOutcome:
         plan = cleanup.CleanupPlan.from_settings(run.cutoff)
