@@ -18,12 +18,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from oauth_provider.data_migrations import SCOPE_PHASES, scope_phase_model, validate_scope_mapping
+from oauth_provider.data_migrations import SCOPE_PHASES, scope_phase_model
 from oauth_provider.models import get_application_model
 from oauth_provider.revocation import scope_word_q, validate_scope_name
 
 from . import engine
 from .dashboard import dashboard_context, poll_document
+from .jobs import get_job
 from .jobs.revocation import affected_counts
 from .models import ACTIVE_STATUSES, InstalledScheduleEntry, MaintenanceDashboard, MaintenanceRun, RunStatus
 from .progress import run_progress
@@ -233,8 +234,19 @@ class RenameScopeForm(forms.Form):
     new = forms.CharField(
         label="New scope name",
         max_length=1000,
-        help_text="Several names separated by spaces split the scope into them.",
+        help_text="Several names separated by spaces split the scope into them. Each must be a "
+        "configured scope.",
     )
+    allow_privileged = forms.BooleanField(
+        label="Grant privileged scopes",
+        required=False,
+        help_text="Needed when a new name is a privileged scope (every token carrying the old name "
+        "gets it), and so is the permission “Can start scope migrations that grant privileged scopes”.",
+    )
+
+    def __init__(self, *args, user=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
 
     def clean_old(self) -> str:
         try:
@@ -252,11 +264,19 @@ class RenameScopeForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         old, new = cleaned.get("old"), cleaned.get("new")
-        if old and new:
-            try:
-                cleaned["mapping"] = validate_scope_mapping({old: new})
-            except ValueError as exc:
-                self.add_error("new", str(exc))
+        if not (old and new):
+            return cleaned
+        job = get_job("migrate_scope")
+        params = {"mapping": {old: new}, "allow_privileged": cleaned.get("allow_privileged", False)}
+        try:
+            cleaned["params"] = job.validate_params(params)
+        except ValidationError as exc:
+            self.add_error("new", "; ".join(m for ms in exc.message_dict.values() for m in ms))
+            return cleaned
+        cleaned["mapping"] = cleaned["params"]["mapping"]
+        for permission in job.required_permissions(cleaned["params"]):
+            if self.user is not None and not self.user.has_perm(permission):
+                self.add_error("allow_privileged", f"You lack the permission {permission}.")
         return cleaned
 
 
@@ -277,16 +297,17 @@ class RenameScopeAdminMixin:
     def rename_scope_view(self, request):
         if not request.user.has_perm(START_PERMISSION):
             raise PermissionDenied
-        form = RenameScopeForm(request.POST or None)
+        form = RenameScopeForm(request.POST or None, user=request.user)
         counts = None
         if request.method == "POST" and form.is_valid():
             mapping = form.cleaned_data["mapping"]
             if request.POST.get("confirm") == "yes":
                 run, created = engine.dispatch(
                     "migrate_scope",
-                    {"mapping": mapping},
+                    form.cleaned_data["params"],
                     trigger="admin",
                     triggered_by=request.user.get_username(),
+                    user=request.user,
                 )
                 dispatch_message(self, request, run, created, "Rename of scope " + ", ".join(mapping))
                 return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancerun_change", args=[run.pk]))

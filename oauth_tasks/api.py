@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, ValidationError
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, ValidationError
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
@@ -344,9 +344,12 @@ def _start(request: HttpRequest, caller: Caller) -> JsonResponse:
             batch_size=body.get("batch_size"),
             interval=body.get("interval"),
             triggered_by=caller.label[:255],
+            user=caller.user,
         )
     except ValidationError as exc:
         return _validation_response(request, exc)
+    except PermissionDenied as exc:
+        return _refuse(request, 403, "forbidden", str(exc), who=caller.label)
     if not created:
         response = _error(
             409,

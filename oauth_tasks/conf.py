@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_ACCESS_TOKEN_AGE_DAYS": 7,
     # Audit: refresh tokens never used (never exchanged) and older than this are reported.
     "AUDIT_UNUSED_REFRESH_TOKEN_DAYS": 30,
+    # Scopes a scope migration may give tokens only with ``allow_privileged`` and the permission
+    # ``oauth_tasks.grant_privileged_scopes``: they open other users' data or the maintenance API.
+    "PRIVILEGED_SCOPES": ["introspection", "maintenance"],
 }
 
 _NON_NEGATIVE_NUMBERS = {

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -94,6 +94,7 @@ def dispatch(
     interval: float | None = None,
     triggered_by: str = "",
     enqueue: bool = True,
+    user=None,
 ) -> tuple[MaintenanceRun, bool]:
     """Create a run of job ``kind`` and enqueue its first batch; ``(run, True)``.
 
@@ -102,9 +103,15 @@ def dispatch(
     (``kind``, a parameter, ``batch_size``, ``interval``, ``trigger``) before anything is written.
     With ``enqueue=False`` no message is sent: the caller runs the batches itself
     (``run_batch(..., chain=False)``), and the watchdog hands the run to a worker if it stops.
+    With ``user`` (a person starting the run from a view), the permissions the job asks for these
+    parameters are checked too: PermissionDenied names the first one missing.
     """
     job = get_job(kind)
     cleaned = job.validate_params(params)
+    if user is not None:
+        for permission in job.required_permissions(cleaned):
+            if not user.has_perm(permission):
+                raise PermissionDenied(f"missing permission {permission}")
     batch_size = _validated(batch_size, validate_batch_size, "batch_size", job.default_batch_size)
     if batch_size > job.max_batch_size:
         message = f"batch_size of a {kind} run must be at most {job.max_batch_size}, got {batch_size}"

@@ -124,6 +124,9 @@ class MaintenanceRun(models.Model):
         indexes = [
             models.Index(fields=["status", "next_batch_at"], name="oauth_tasks_run_due"),
         ]
+        permissions = [
+            ("grant_privileged_scopes", "Can start scope migrations that grant privileged scopes"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} run #{self.pk} ({self.status})"

@@ -16,6 +16,7 @@ from oauth_provider.models import RevocationWatermark, get_application_model
 from oauth_provider.tokens import is_token_usable
 from oauth_tasks.models import MaintenanceRun
 from tests.factories import make_access_token, make_application, make_grant, make_refresh_token, make_user
+from tests.test_endpoints_support import provider_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -132,8 +133,10 @@ def test_revoking_users_tokens_gives_each_user_a_run(admin_client_csrf, world):
     assert RevocationWatermark.objects.filter(user__in=selected, application=None).count() == 2
 
 
-def test_rename_scope_counts_whole_words_then_starts_the_run(admin_client_csrf):
+def test_rename_scope_counts_whole_words_then_starts_the_run(admin_client_csrf, settings):
     client = admin_client_csrf
+    scopes = {**settings.OAUTH2_PROVIDER["SCOPES"], "profile:read": "Read the profile"}
+    provider_settings(settings, SCOPES=scopes)
     app, user = make_application(), make_user()
     for scope in ("read", "read write", "read:admin", "readonly"):
         make_access_token(app, user, scope=scope)

@@ -26,6 +26,7 @@ from oauth_tasks.jobs import all_jobs, get_job, register_migration, unregister_j
 from oauth_tasks.models import MaintenanceRun, RunStatus
 from tests.conftest import run_status, wait_until
 from tests.factories import make_access_token, make_application, make_grant, make_id_token, make_user
+from tests.test_endpoints_support import provider_settings
 
 AccessToken = get_access_token_model()
 Application = get_application_model()
@@ -51,6 +52,13 @@ def drive(run: MaintenanceRun, limit: int = 1000) -> MaintenanceRun:
 
 def scopes(model) -> dict[int, str]:
     return dict(model.objects.values_list("pk", "scope"))
+
+
+@pytest.fixture(autouse=True)
+def profile_scope(settings):
+    """``profile:read``, the rename target of these tests, among the configured scopes."""
+    scopes = {**settings.OAUTH2_PROVIDER["SCOPES"], "profile:read": "Read the profile"}
+    provider_settings(settings, SCOPES=scopes)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -149,6 +149,13 @@ class Job:
         """Checks across fields or against the database; return the cleaned dict."""
         return params
 
+    def required_permissions(self, params: dict[str, Any]) -> list[str]:
+        """Permissions a user needs, beyond starting runs, to start a run with cleaned ``params``.
+
+        Checked by dispatch when it is given the user (the API and the admin give it).
+        """
+        return []
+
     def on_dispatch(self, run: MaintenanceRun) -> None:
         """Called by dispatch in the transaction that creates ``run``, and only for a new run.
 

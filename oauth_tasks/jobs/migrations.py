@@ -15,12 +15,16 @@ from django.core.exceptions import ValidationError
 
 from oauth_provider import data_migrations
 from oauth_provider.models import get_application_model
+from oauth_provider.scopes import get_scopes_backend
 
+from ..conf import maintenance_settings
 from .base import BatchOutcome, Job
 from .registry import register_job
 
 #: At most this many applications are kept in a removal run's ``result`` listing.
 APPLICATION_LIST_LIMIT = 1000
+#: The permission a scope migration that grants a privileged scope needs, beyond starting runs.
+PRIVILEGED_PERMISSION = "oauth_tasks.grant_privileged_scopes"
 
 
 def _outcome(result) -> BatchOutcome:
@@ -43,7 +47,17 @@ class MigrateScopeJob(Job):
         "properties": {
             "mapping": {
                 "type": "object",
-                "description": "Old scope name to a new scope name, or to a list of new scope names.",
+                "description": (
+                    "Old scope name to a new scope name, or to a list of new scope names. "
+                    "New names must be configured scopes (SCOPES)."
+                ),
+            },
+            "allow_privileged": {
+                "type": "boolean",
+                "description": (
+                    "Allow new names that are privileged scopes (PRIVILEGED_SCOPES: every token "
+                    f"carrying the old name gets them). Needs the permission {PRIVILEGED_PERMISSION}."
+                ),
             },
         },
         "required": ["mapping"],
@@ -52,9 +66,36 @@ class MigrateScopeJob(Job):
 
     def clean_params(self, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            return {"mapping": data_migrations.validate_scope_mapping(params["mapping"])}
+            mapping = data_migrations.validate_scope_mapping(params["mapping"])
         except ValueError as exc:
             raise ValidationError({"mapping": str(exc)}) from None
+        configured = set(get_scopes_backend().get_all_scopes())
+        privileged = set(maintenance_settings.PRIVILEGED_SCOPES)
+        allow_privileged = params.get("allow_privileged") is True
+        for old, news in mapping.items():
+            for new in news:
+                if new not in configured:
+                    raise ValidationError(
+                        {
+                            "mapping": f"mapping.{old}: {new!r} is not a configured scope "
+                            f"(configured: {', '.join(sorted(configured))})"
+                        }
+                    )
+                if new in privileged and not allow_privileged:
+                    raise ValidationError(
+                        {
+                            "mapping": f"mapping.{old}: {new!r} is a privileged scope: every token "
+                            f"carrying {old!r} would get it; set allow_privileged (permission "
+                            f"{PRIVILEGED_PERMISSION}) to do that"
+                        }
+                    )
+        cleaned: dict[str, Any] = {"mapping": mapping}
+        if allow_privileged:
+            cleaned["allow_privileged"] = True
+        return cleaned
+
+    def required_permissions(self, params: dict[str, Any]) -> list[str]:
+        return [PRIVILEGED_PERMISSION] if params.get("allow_privileged") else []
 
     def phases(self, params: dict[str, Any]) -> Sequence[str]:
         return data_migrations.SCOPE_PHASES
