@@ -7,6 +7,7 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 CARRIED_CREDENTIALS = ("code_challenge", "code_challenge_method", "nonce", "claims")
 
 
+# The view asks for a login itself (LoginRequiredMixin, or login_required for prompt=none), so
+# Django's LoginRequiredMiddleware must leave it alone.
+@method_decorator(login_not_required, name="dispatch")
 class BaseAuthorizationView(LoginRequiredMixin, OAuthLibMixin, View):
     """The authorization endpoint (RFC 6749 4.1.1) without a consent strategy."""
 
@@ -52,6 +56,7 @@ class BaseAuthorizationView(LoginRequiredMixin, OAuthLibMixin, View):
 
 
 @method_decorator(never_cache, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class AuthorizationView(BaseAuthorizationView, FormView):
     """Asks the logged-in user to allow the client, then redirects with a code (or error).
 
@@ -168,6 +173,7 @@ class AuthorizationView(BaseAuthorizationView, FormView):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class TokenView(OAuthLibMixin, View):
     """The token endpoint (RFC 6749 3.2): code, client credentials, password and refresh grants."""
 
@@ -189,6 +195,7 @@ class TokenView(OAuthLibMixin, View):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class RevokeTokenView(OAuthLibMixin, View):
     """Token revocation (RFC 7009): 200 for any token, known or not, of the authenticated client."""
 

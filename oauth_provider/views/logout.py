@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render, resolve_url
 from django.utils import timezone
@@ -105,6 +106,7 @@ def revoke_user_application_tokens(user_id: int, application_id: int) -> None:
 
 @method_decorator(never_cache, name="dispatch")
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class RPInitiatedLogoutView(View):
     """The end session endpoint (OpenID Connect RP-Initiated Logout 1.0), GET and POST.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -30,6 +31,7 @@ def _endpoint(request: HttpRequest, name: str) -> str:
     return request.build_absolute_uri(reverse(f"oauth2_provider:{name}"))
 
 
+@method_decorator(login_not_required, name="dispatch")
 class ConnectDiscoveryInfoView(OIDCOnlyMixin, View):
     """The OpenID Provider metadata (OpenID Connect Discovery 1.0, section 3)."""
 
@@ -71,6 +73,7 @@ class ConnectDiscoveryInfoView(OIDCOnlyMixin, View):
         return response
 
 
+@method_decorator(login_not_required, name="dispatch")
 class JwksInfoView(OIDCOnlyMixin, View):
     """The public keys that verify RS256 ID tokens, the active key first, then retired ones."""
 
@@ -93,6 +96,7 @@ class JwksInfoView(OIDCOnlyMixin, View):
 
 
 @method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
 class UserInfoView(OIDCOnlyMixin, OAuthLibMixin, View):
     """Claims about the user of a bearer token with the ``openid`` scope (OIDC Core 5.3)."""
 
