@@ -235,7 +235,9 @@ class OAuth2Validator(RequestValidator):
         grant = self._grant(code, request)
         if grant is None or grant.is_expired():
             return False
-        if grant.user is None or not grant.user.is_active:
+        if grant.user is None or not tokens.is_issued_token_allowed(grant, request):
+            # An inactive user, or a revocation started after the code was issued: the tokens it
+            # would be swapped for are newer than the revocation and would escape it.
             return False
         request.scopes = grant.scope.split()
         request.user = grant.user
@@ -288,6 +290,12 @@ class OAuth2Validator(RequestValidator):
 
     # -- bearer tokens -------------------------------------------------------------------------
 
+    @staticmethod
+    def _refuse_bearer(request: Request, problem: str) -> bool:
+        error, description = BEARER_ERRORS[problem]
+        request.oauth2_error = OrderedDict([("error", error), ("error_description", description)])
+        return False
+
     def validate_bearer_token(self, token: str, scopes: list[str], request: Request) -> bool:
         """The bearer check of every protected resource; the decision is ``tokens.access_token_problem``."""
         if not token:
@@ -295,9 +303,7 @@ class OAuth2Validator(RequestValidator):
         access_token = get_access_token_model().lookup(token)
         problem = tokens.access_token_problem(access_token, scopes, request)
         if problem is not None:
-            error, description = BEARER_ERRORS[problem]
-            request.oauth2_error = OrderedDict([("error", error), ("error_description", description)])
-            return False
+            return self._refuse_bearer(request, problem)
         request.client = access_token.application
         request.user = access_token.user
         request.scopes = list(access_token.scopes)
@@ -555,9 +561,11 @@ class OAuth2Validator(RequestValidator):
             return None
 
     def validate_id_token(self, token, scopes, request) -> bool:
+        """An ID token as a bearer token (``OIDC_ID_TOKEN_AS_BEARER``): ``tokens.id_token_problem``."""
         id_token = self._load_id_token(token)
-        if id_token is None or id_token.is_expired() or not id_token.allow_scopes(scopes):
-            return False
+        problem = tokens.id_token_problem(id_token, scopes, request)
+        if problem is not None:
+            return self._refuse_bearer(request, problem)
         request.client = id_token.application
         request.user = id_token.user
         request.scopes = scopes
@@ -565,6 +573,15 @@ class OAuth2Validator(RequestValidator):
         return True
 
     def validate_jwt_bearer_token(self, token, scopes, request) -> bool:
+        """A bearer value shaped like a JWT, which oauthlib's OpenID Connect server sends here.
+
+        An ID token is not a credential: it is refused like any unknown token, unless
+        ``OIDC_ID_TOKEN_AS_BEARER`` keeps django-oauth-toolkit's behaviour, and then it must pass
+        every check of an access token and its access token must still be usable. An access token
+        that looks like a JWT (a signing ``ACCESS_TOKEN_GENERATOR``) is checked as any other.
+        """
+        if not oauth2_settings.OIDC_ID_TOKEN_AS_BEARER or get_access_token_model().lookup(token) is not None:
+            return self.validate_bearer_token(token, scopes, request)
         return self.validate_id_token(token, scopes, request)
 
     def validate_silent_authorization(self, request) -> bool:

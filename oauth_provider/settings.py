@@ -102,6 +102,9 @@ DEFAULTS: dict[str, Any] = {
     "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": False,
     "OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS": True,
     "OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS": True,
+    # django-oauth-toolkit accepts an ID token as a bearer token; here only when this is on, and
+    # then with every check of an access token (see tokens.id_token_problem).
+    "OIDC_ID_TOKEN_AS_BEARER": False,
     # Evaluated at run time from SCOPES and DEFAULT_SCOPES.
     "_SCOPES": [],
     "_DEFAULT_SCOPES": [],

@@ -1,10 +1,12 @@
 """Whether an issued token may still be used: the one place where that is decided.
 
-Every consumer of a token asks here: the bearer check of protected resources
+Every consumer of a credential asks here: the bearer check of protected resources
 (``OAuth2Validator.validate_bearer_token``, used by the views, the decorator, the middleware and
-the userinfo endpoint), token introspection and the refresh token grant. A policy that applies to
-every issued token (for example a "not valid before" revocation watermark per user or
-application) belongs in :func:`is_issued_token_allowed`, and then holds everywhere at once.
+the userinfo endpoint), token introspection, the refresh token grant, the exchange of an
+authorization code, and an ID token presented as a bearer token when ``OIDC_ID_TOKEN_AS_BEARER``
+allows it. A policy that applies to every issued credential (for example a "not valid before"
+revocation watermark per user or application) belongs in :func:`is_issued_token_allowed`, and
+then holds everywhere at once.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ INSUFFICIENT_SCOPE = "insufficient_scope"
 
 
 def is_issued_token_allowed(token: Any, request: Any = None) -> bool:
-    """Policy checks shared by access and refresh tokens, beyond each token's own lifetime.
+    """Policy checks shared by every issued credential, beyond each one's own lifetime.
 
-    ``token`` is an access or refresh token row (both have ``application``, ``user`` and
-    ``created``). False when its application is no longer usable, its user is inactive, or a
-    bulk revocation's "not valid before" watermark covers it (issued before the revocation of
-    its user, its application, the two together, or one of its scopes).
+    ``token`` is an access token, refresh token, ID token or grant row (all have
+    ``application``, ``user`` and ``created``). False when its application is no longer usable,
+    its user is inactive, or a bulk revocation's "not valid before" watermark covers it (issued
+    before the revocation of its user, its application, the two together, or one of its scopes).
     """
     application = getattr(token, "application", None)
     if application is not None and not application.is_usable(request):
@@ -57,6 +59,28 @@ def access_token_problem(
     if not access_token.allow_scopes(scopes or []):
         return INSUFFICIENT_SCOPE
     return None
+
+
+def id_token_problem(id_token: Any, scopes: list[str] | None = None, request: Any = None) -> str | None:
+    """None when an ID token presented as a bearer token may be used for ``scopes``, else why not.
+
+    Asked only when ``OIDC_ID_TOKEN_AS_BEARER`` keeps django-oauth-toolkit's acceptance of ID
+    tokens as bearer tokens. The ID token passes every check of an access token (the policy of
+    :func:`is_issued_token_allowed`, its expiry, its scopes), and the access token issued with
+    it must itself be usable: an ID token is revoked with its access token, however that one
+    goes (the revocation endpoint, a refresh, a bulk revocation, logout, cleanup).
+    """
+    if id_token is None:
+        return INVALID
+    access_token = (
+        get_access_token_model()
+        .objects.select_related("application", "user")
+        .filter(id_token=id_token)
+        .first()
+    )
+    if access_token_problem(access_token, None, request) is not None:
+        return INVALID
+    return access_token_problem(id_token, scopes, request)
 
 
 def is_token_usable(access_token: Any, scopes: list[str] | None = None, request: Any = None) -> bool:
