@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import models, router, transaction
-from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models import Exists, F, Func, OuterRef, Q, Value
 from django.db.models.functions import Concat, StrIndex
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
@@ -64,14 +64,27 @@ def validate_scope_name(value: Any, name: str = "scope") -> str:
     return value
 
 
+class _CaseSensitive(Func):
+    """Its text expression unchanged, except on MySQL and MariaDB, where it becomes a binary
+    string: their default collations ignore case (``Read`` = ``read``), a binary string compares
+    bytes, as PostgreSQL and SQLite compare text."""
+
+    template = "%(expressions)s"
+    output_field = models.TextField()
+
+    def as_mysql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="CAST(%(expressions)s AS BINARY)", **extra_context)
+
+
 def scope_word_q(scope: str, field: str = "scope") -> Q:
     """Rows whose space-separated ``field`` contains ``scope`` as a whole word, case-sensitively.
 
-    ``read`` matches ``"read write"`` but not ``"read:admin"``. ``StrIndex`` is ``INSTR`` on SQLite
-    and ``STRPOS`` on PostgreSQL, both case-sensitive (SQLite's ``LIKE`` is not).
+    ``read`` matches ``"read write"`` but not ``"read:admin"`` nor ``"Read"``. ``StrIndex`` is
+    ``INSTR`` on SQLite and MySQL and ``STRPOS`` on PostgreSQL; SQLite's and PostgreSQL's compare
+    case-sensitively, MySQL's does once the text is a binary string (SQLite's ``LIKE`` would not).
     """
     padded = Concat(Value(" "), F(field), Value(" "), output_field=models.TextField())
-    return Q(GreaterThan(StrIndex(padded, Value(f" {scope} ")), 0))
+    return Q(GreaterThan(StrIndex(_CaseSensitive(padded), Value(f" {scope} ")), 0))
 
 
 @dataclass(frozen=True)

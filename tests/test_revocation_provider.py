@@ -315,3 +315,22 @@ def test_a_watermarked_token_is_refused_by_the_shared_token_check(world):
     assert not is_token_usable(AccessToken.objects.get(pk=access.pk))
     assert not is_issued_token_allowed(RefreshToken.objects.get(pk=refresh.pk))
     assert is_token_usable(AccessToken.objects.get(pk=world["alice_app2"][0].pk))
+
+
+def test_scope_matching_is_case_sensitive_on_every_backend():
+    """``Read`` is another scope than ``read``, also under MariaDB's case-insensitive collations:
+    for the whole-word predicate, a scope revocation's batches and its watermark."""
+    user = make_user()
+    app = make_application(user)
+    tokens = {scope: make_access_token(app, user, scope=scope).pk for scope in ("read", "Read", "READ write")}
+    target = RevocationTarget(scope="read")
+    assert list(
+        AccessToken.objects.filter(target.predicate("access_tokens")).values_list("pk", flat=True)
+    ) == [tokens["read"]]
+    record_watermark(RevocationTarget(scope="Read"))
+    assert is_revoked_by_watermark(AccessToken.objects.get(pk=tokens["Read"]))
+    assert not is_revoked_by_watermark(AccessToken.objects.get(pk=tokens["read"]))
+    record_watermark(target)
+    assert RevocationWatermark.objects.filter(scope__in=["read", "Read"]).count() == 2
+    assert revoke_all(target)["access_tokens"] == 1
+    assert sorted(AccessToken.objects.values_list("scope", flat=True)) == ["READ write", "Read"]

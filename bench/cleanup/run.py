@@ -11,6 +11,10 @@ schema, then times, each on a fresh copy (``CREATE DATABASE ... TEMPLATE``):
 and a second run of (a) on its cleaned database, which has nothing left to delete. Prints a table
 per size; ``--write-results`` also writes ``bench/cleanup/RESULTS.md``. Timings are reported,
 never asserted. See README.md in this folder.
+
+``--database mariadb`` does the same on a MariaDB server: the shape is seeded by
+``seed_mariadb.py``, and a "copy" is a new database with the template's tables created from their
+``SHOW CREATE TABLE`` (foreign keys included) and filled with ``INSERT ... SELECT``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import seed as shape  # noqa: E402
+import seed_mariadb  # noqa: E402
 
 DOT_VERSION = "3.4.1"
 DOT_VENV = ROOT / "bench" / ".venv-dot"
@@ -49,7 +54,7 @@ SECRET_KEY = "bench"
 USE_TZ = True
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "oauth2_provider"]
 DATABASES = {"default": {
-    "ENGINE": "django.db.backends.postgresql", "NAME": os.environ["BENCH_DB"],
+    "ENGINE": os.environ["BENCH_DB_ENGINE"], "NAME": os.environ["BENCH_DB"],
     "HOST": os.environ["BENCH_PGHOST"], "PORT": os.environ["BENCH_PGPORT"],
     "USER": os.environ["BENCH_PGUSER"],
 }}
@@ -94,6 +99,11 @@ class Pg:
     port: int
     user: str
 
+    name = "PostgreSQL"
+    engine = "django.db.backends.postgresql"
+    driver = ("psycopg", "psycopg[binary]")  # module, PyPI requirement
+    shape = shape
+
     def conninfo(self, dbname: str) -> str:
         return f"host={self.host} port={self.port} user={self.user} dbname={dbname}"
 
@@ -126,6 +136,88 @@ class Pg:
     def drop(self, name: str) -> None:
         with self.admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def analyze(self, name: str) -> None:
+        with self.connect(name) as conn:
+            conn.execute("VACUUM ANALYZE")
+
+    def moment(self, value: datetime) -> datetime:
+        """A time as a query parameter of this database."""
+        return value
+
+    def version(self) -> str:
+        with self.admin() as conn:
+            return "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0]
+
+
+@dataclass
+class MariaDb:
+    """The same interface as :class:`Pg` on a MariaDB server (``mysqlclient``)."""
+
+    host: str
+    port: int
+    user: str
+
+    name = "MariaDB"
+    engine = "django.db.backends.mysql"
+    driver = ("MySQLdb", "mysqlclient")
+    shape = seed_mariadb
+
+    def url(self, dbname: str) -> str:
+        return f"mysql://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def connect(self, dbname: str | None, autocommit: bool = True):
+        import MySQLdb
+
+        kwargs = {"db": dbname} if dbname else {}
+        return MySQLdb.connect(
+            host=self.host, port=self.port, user=self.user, autocommit=autocommit, charset="utf8mb4", **kwargs
+        )
+
+    def recreate(self, name: str, template: str | None = None) -> None:
+        """Drop and create ``name``; as a copy of ``template``'s tables, keys and rows if given."""
+        with self.connect(None) as conn:
+            cur = conn.cursor()
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+            if not template:
+                return
+            cur.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+                [template],
+            )
+            tables = [row[0] for row in cur.fetchall()]
+            cur.execute(f"USE `{name}`")
+            for table in tables:
+                cur.execute(f"SHOW CREATE TABLE `{template}`.`{table}`")
+                cur.execute(cur.fetchone()[1])
+            for table in tables:
+                cur.execute(f"INSERT INTO `{name}`.`{table}` SELECT * FROM `{template}`.`{table}`")
+        self.analyze(name)
+
+    def drop(self, name: str) -> None:
+        with self.connect(None) as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+    def analyze(self, name: str) -> None:
+        with self.connect(name) as conn:
+            cur = conn.cursor()
+            cur.execute("SHOW TABLES")
+            tables = ", ".join(f"`{row[0]}`" for row in cur.fetchall())
+            cur.execute(f"ANALYZE TABLE {tables}")
+            cur.fetchall()
+
+    def moment(self, value: datetime) -> datetime:
+        return seed_mariadb.naive_utc(value)
+
+    def version(self) -> str:
+        with self.connect(None) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
+            version, pool = cur.fetchone()
+        return f"MariaDB {version} (InnoDB buffer pool {int(pool) // 2**20} MiB)"
 
 
 @dataclass
@@ -167,20 +259,23 @@ def human(n: int) -> str:
 # --- environments -----------------------------------------------------------------------------
 
 
-def ensure_dot_venv() -> Path:
-    """``bench/.venv-dot`` with django-oauth-toolkit from PyPI; created on first use."""
+def ensure_dot_venv(db) -> Path:
+    """``bench/.venv-dot`` with django-oauth-toolkit and the database's driver from PyPI; created
+    (or completed) on first use."""
     python = DOT_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import oauth2_provider, psycopg; print(oauth2_provider.__version__)"]
+    module, requirement = db.driver
+    probe = [str(python), "-c", f"import oauth2_provider, {module}; print(oauth2_provider.__version__)"]
     if python.exists():
         found = subprocess.run(probe, capture_output=True, text=True)
         if found.returncode == 0 and found.stdout.strip() == DOT_VERSION:
             return python
     log(f"creating {DOT_VENV.relative_to(ROOT)} with django-oauth-toolkit=={DOT_VERSION}")
-    subprocess.run([sys.executable, "-m", "venv", str(DOT_VENV)], check=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(DOT_VENV)], check=True)
     subprocess.run(
         [
             str(python), "-m", "pip", "install", "-q",
-            f"django-oauth-toolkit=={DOT_VERSION}", "Django>=5.2,<6", "psycopg[binary]",
+            f"django-oauth-toolkit=={DOT_VERSION}", "Django>=5.2,<6", requirement,
         ],
         check=True,
     )  # fmt: skip
@@ -204,6 +299,7 @@ def dot_env(pg: Pg, dbname: str, workdir: Path, batch_size: int) -> dict[str, st
     env.update(
         DJANGO_SETTINGS_MODULE="bench_dot_settings",
         PYTHONPATH=str(workdir),
+        BENCH_DB_ENGINE=pg.engine,
         BENCH_DB=dbname,
         BENCH_PGHOST=pg.host,
         BENCH_PGPORT=str(pg.port),
@@ -239,16 +335,15 @@ def seed_template(
     pg.recreate(template, source)
     started = time.perf_counter()
     with pg.connect(template, autocommit=False) as conn:
-        rows = shape.seed(conn, schema, n, seed_time, source_links=source_links)
-    with pg.connect(template) as conn:
-        conn.execute("VACUUM ANALYZE")
+        rows = pg.shape.seed(conn, schema, n, seed_time, source_links=source_links)
+    pg.analyze(template)
     log(f"seeded {template} in {time.perf_counter() - started:.1f}s: {rows}")
     return rows
 
 
 def table_counts(pg: Pg, dbname: str, schema: shape.Schema) -> dict[str, int]:
     with pg.connect(dbname) as conn:
-        return shape.count_tables(conn, schema)
+        return pg.shape.count_tables(conn, schema)
 
 
 def child_json(argv: list[str], env: dict, cwd: Path, logfile: Path) -> dict:
@@ -280,8 +375,7 @@ def variant_ours_inprocess(pg: Pg, before: dict, batch_size: int, logfile: Path)
         + ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in data["phase_seconds"].items()),
         remaining=after,
     )
-    with pg.connect(db) as conn:
-        conn.execute("VACUUM ANALYZE")
+    pg.analyze(db)
     again = child_json(argv, project_env(pg, db), ROOT, logfile)
     rows = sum(after.values())
     noop = Result(
@@ -417,14 +511,14 @@ def variant_dot(
 def variant_floor(pg: Pg, before: dict) -> Result:
     db = "bench_floor"
     pg.recreate(db, "bench_template_ours")
-    now = datetime.now(UTC)
+    now = pg.moment(datetime.now(UTC))
     per_rule: dict[str, float] = {}
     started = time.perf_counter()
     with pg.connect(db) as conn:
-        for rule, statement in shape.floor_statements(shape.OURS):
+        for rule, statement in pg.shape.floor_statements(shape.OURS):
             t0 = time.perf_counter()
-            conn.execute(statement, {"now": now})
-            per_rule[rule] = time.perf_counter() - t0
+            conn.cursor().execute(statement, {"now": now})
+            per_rule[rule] = per_rule.get(rule, 0.0) + time.perf_counter() - t0
     wall = time.perf_counter() - started
     after = table_counts(pg, db, shape.OURS)
     pg.drop(db)
@@ -504,13 +598,13 @@ def run_size(pg: Pg, n: int, args, dot_python: Path | None, broker_url: str | No
             raise RuntimeError(f"the two schemas were seeded differently: {seeded} vs {seeded_dot}")
     now = datetime.now(UTC)
     with pg.connect("bench_template_ours") as conn:
-        expected = shape.count_rules(conn, shape.OURS, now)
-        before = shape.count_tables(conn, shape.OURS)
+        expected = pg.shape.count_rules(conn, shape.OURS, now)
+        before = pg.shape.count_tables(conn, shape.OURS)
     checks = []
     if dot_python:
         with pg.connect("bench_template_dot") as conn:
-            expected_dot = shape.count_rules(conn, shape.DOT, now)
-            before_dot = shape.count_tables(conn, shape.DOT)
+            expected_dot = pg.shape.count_rules(conn, shape.DOT, now)
+            before_dot = pg.shape.count_tables(conn, shape.DOT)
         if expected_dot != expected or before_dot != before:
             checks.append(
                 f"MISMATCH between schemas: ours {expected} {before}, DOT {expected_dot} {before_dot}"
@@ -559,12 +653,10 @@ def run_size(pg: Pg, n: int, args, dot_python: Path | None, broker_url: str | No
     return format_table(n, expected, results, checks)
 
 
-def environment_line(pg: Pg) -> str:
-    with pg.admin() as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+def environment_line(pg: Pg | MariaDb) -> str:
     return (
         f"{datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"PostgreSQL {version} on {pg.host}:{pg.port}"
+        f"{pg.version()} on {pg.host}:{pg.port}"
     )
 
 
@@ -585,15 +677,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-host", default=os.environ.get("BENCH_PGHOST", "127.0.0.1"))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("BENCH_PGPORT", "5432")))
     parser.add_argument("--pg-user", default=os.environ.get("BENCH_PGUSER", "postgres"))
+    parser.add_argument("--database", choices=["postgresql", "mariadb"], default="postgresql",
+                        help="the server every variant runs on (default postgresql)")  # fmt: skip
+    parser.add_argument("--mysql-host", default=os.environ.get("BENCH_MYSQLHOST", "127.0.0.1"))
+    parser.add_argument("--mysql-port", type=int, default=int(os.environ.get("BENCH_MYSQLPORT", "3306")))
+    parser.add_argument("--mysql-user", default=os.environ.get("BENCH_MYSQLUSER", "root"))
+    parser.add_argument("--results", type=Path, default=None,
+                        help="the file --write-results writes")  # fmt: skip
     args = parser.parse_args(argv)
     sizes = args.sizes or ([10_000] if args.quick else [100_000, 1_000_000])
-    pg = Pg(args.pg_host, args.pg_port, args.pg_user)
+    if args.database == "mariadb":
+        pg = MariaDb(args.mysql_host, args.mysql_port, args.mysql_user)
+    else:
+        pg = Pg(args.pg_host, args.pg_port, args.pg_user)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-cleanup-"))
     log(f"work folder (logs, DOT settings) {workdir}")
     dot_python = None
     if not args.skip_dot:
-        dot_python = ensure_dot_venv()
+        dot_python = ensure_dot_venv(pg)
         (workdir / "bench_dot_settings.py").write_text(DOT_SETTINGS)
         (workdir / "bench_dot_runner.py").write_text(DOT_RUNNER)
     migrate_schemas(pg, dot_python, workdir, args.batch_size)
@@ -636,8 +738,11 @@ def main(argv: list[str] | None = None) -> int:
                 *tables,
             ]
         )
-        (HERE / "RESULTS.md").write_text(text)
-        log(f"wrote {HERE / 'RESULTS.md'}")
+        results_file = args.results or HERE / (
+            "RESULTS-mariadb.md" if args.database == "mariadb" else "RESULTS.md"
+        )
+        results_file.write_text(text)
+        log(f"wrote {results_file}")
     return 0
 
 
