@@ -55,7 +55,7 @@ class ClientSecretField(models.CharField):
     def pre_save(self, model_instance, add):
         secret = getattr(model_instance, self.attname)
         if getattr(model_instance, "hash_client_secret", True) and secret and not is_hashed_secret(secret):
-            secret = make_password(secret)
+            secret = make_password(secret, hasher=oauth2_settings.CLIENT_SECRET_HASHER)
             setattr(model_instance, self.attname, secret)
         return super().pre_save(model_instance, add)
 

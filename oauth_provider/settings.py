@@ -5,9 +5,16 @@ of django-oauth-toolkit so a project moving over keeps its configuration. The sw
 top-level Django settings (``OAUTH2_PROVIDER_APPLICATION_MODEL``, ...) because Django's swappable
 machinery needs them there; ``oauth2_settings.APPLICATION_MODEL`` and friends mirror them.
 
+Every key of django-oauth-toolkit 3.4 is accepted. Keys of DOT features this provider does not have
+(the device grant, dynamic client registration, client ID metadata documents, RFC 8414/9728
+metadata, RFC 8707 resource indicators, the RFC 9700 gates) load and are reported by a system check
+warning naming them when set (``oauth_provider.W001``), instead of failing the start-up.
+
 Import strings are imported on first access, not at start-up, so a settings module can name a class
-of an app that is not loaded yet. Unknown keys and failed imports raise ``ImproperlyConfigured``
-naming the key.
+of an app that is not loaded yet. A failed import raises ``ImportError`` with django-oauth-toolkit's
+message, which is also an ``ImproperlyConfigured``. A key unknown to both DOT and this provider
+(a typo) raises ``ImproperlyConfigured`` naming it; reading an unknown attribute raises
+``AttributeError``, so ``getattr(oauth2_settings, "X", default)`` works as with DOT.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
 MODEL_SETTINGS = {
@@ -44,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_ID_GENERATOR_CLASS": "oauth_provider.generators.ClientIdGenerator",
     "CLIENT_SECRET_GENERATOR_CLASS": "oauth_provider.generators.ClientSecretGenerator",
     "CLIENT_SECRET_GENERATOR_LENGTH": 128,
+    # A hasher name of PASSWORD_HASHERS ("default": the first one) for the stored client secrets.
+    "CLIENT_SECRET_HASHER": "default",
     "ACCESS_TOKEN_GENERATOR": None,
     "REFRESH_TOKEN_GENERATOR": None,
     "EXTRA_SERVER_KWARGS": {},
@@ -80,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_APPROVAL_PROMPT": "force",
     "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
     "ALLOWED_SCHEMES": ["https"],
+    "ALLOW_URI_WILDCARDS": False,
+    "ALLOW_LOCALHOST_LOOPBACK": False,
     "OIDC_ENABLED": False,
     "OIDC_ISS_ENDPOINT": "",
     "OIDC_USERINFO_ENDPOINT": "",
@@ -97,6 +109,8 @@ DEFAULTS: dict[str, Any] = {
     ],
     "OIDC_SUBJECT_TYPES_SUPPORTED": ["public"],
     "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_post", "client_secret_basic"],
+    "OIDC_RP_INITIATED_REGISTRATION_ENABLED": False,
+    "OIDC_RP_INITIATED_REGISTRATION_URL": None,
     "OIDC_RP_INITIATED_LOGOUT_ENABLED": False,
     "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
     "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": False,
@@ -120,6 +134,68 @@ DEFAULTS: dict[str, Any] = {
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 10000,
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
 }
+
+# django-oauth-toolkit 3.4 keys of features this provider does not have, with DOT's defaults (import
+# strings of DOT modules left as None). Accepted so a DOT settings file loads; a system check warns
+# about each one a project sets (checks.py).
+NOT_BUILT: dict[str, Any] = {
+    # Device authorization grant (RFC 8628).
+    "DEVICE_GRANT_MODEL": "oauth_provider.DeviceGrant",
+    "DEVICE_FLOW_INTERVAL": 5,
+    "OAUTH_DEVICE_VERIFICATION_URI": None,
+    "OAUTH_DEVICE_VERIFICATION_URI_COMPLETE": None,
+    "OAUTH_DEVICE_USER_CODE_GENERATOR": None,
+    "OAUTH_PRE_TOKEN_VALIDATION": [],
+    # RFC 8707 resource indicators on the resource server.
+    "RESOURCE_SERVER_TOKEN_RESOURCE_VALIDATOR": None,
+    # RFC 9700 behaviour and configuration gates.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": False,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": False,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": False,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": False,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": False,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": False,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": False,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": False,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": False,
+    # Dynamic client registration (RFC 7591/7592).
+    "DCR_ENABLED": False,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": (),
+    "DCR_REGISTRATION_SCOPE": "oauth2_provider:registration",
+    "DCR_REGISTRATION_TOKEN_EXPIRE_SECONDS": None,
+    "DCR_ROTATE_REGISTRATION_TOKEN_ON_UPDATE": True,
+    # Client ID metadata documents.
+    "CIMD_ENABLED": False,
+    "CIMD_METADATA_FETCHER": None,
+    "CIMD_REGISTRATION_PERMISSION_CLASSES": (),
+    "CIMD_ALLOWED_HOSTS": [],
+    "CIMD_FETCH_TIMEOUT_SECONDS": 5,
+    "CIMD_MAX_DOCUMENT_SIZE": 16 * 1024,
+    "CIMD_METADATA_MIN_AGE_SECONDS": 300,
+    "CIMD_METADATA_MAX_AGE_SECONDS": 86400,
+    "CIMD_FAILURE_BACKOFF_SECONDS": 60,
+    "CIMD_MAX_CONCURRENT_FETCHES": 10,
+    # RFC 8414 authorization server metadata.
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code", "token"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_post", "client_secret_basic"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": [
+        "authorization_code",
+        "implicit",
+        "password",
+        "client_credentials",
+        "refresh_token",
+    ],
+    # RFC 9728 protected resource metadata.
+    "OAUTH2_PROTECTED_RESOURCE_IDENTIFIER": "",
+    "OAUTH2_PROTECTED_RESOURCE_AUTHORIZATION_SERVERS": [],
+    "OAUTH2_PROTECTED_RESOURCE_BEARER_METHODS_SUPPORTED": ["header"],
+    "OAUTH2_PROTECTED_RESOURCE_NAME": "",
+    "OAUTH2_PROTECTED_RESOURCE_DOCUMENTATION": "",
+    "OAUTH2_PROTECTED_RESOURCE_POLICY_URI": "",
+    "OAUTH2_PROTECTED_RESOURCE_TOS_URI": "",
+}
+DEFAULTS.update(NOT_BUILT)
 
 MANDATORY = (
     "CLIENT_ID_GENERATOR_CLASS",
@@ -168,23 +244,48 @@ NON_NEGATIVE_NUMBERS = (
 POSITIVE_INTEGERS = ("CLEAR_EXPIRED_TOKENS_BATCH_SIZE", "SCOPE_MAX_LENGTH", "SCOPE_MAX_COUNT")
 
 
+class SettingImportError(ImportError, ImproperlyConfigured):
+    """An import string of a setting that does not import: DOT's ImportError, and a configuration error."""
+
+
+class UnknownSettingError(AttributeError, ImproperlyConfigured):
+    """An attribute that is no setting: ``getattr(oauth2_settings, name, default)`` gives the default."""
+
+
 def import_from_string(value: str, setting_name: str) -> Any:
-    """Import ``value`` for ``setting_name``; a failure names both."""
+    """Import ``value`` for ``setting_name``; a failure names both, in django-oauth-toolkit's words."""
     try:
         return import_string(value)
     except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"Could not import {value!r} for OAUTH2_PROVIDER setting {setting_name!r}: {exc}"
+        raise SettingImportError(
+            f"Could not import {value!r} for setting {setting_name!r}. {exc.__class__.__name__}: {exc}."
         ) from exc
+
+
+def perform_import(value: Any, setting_name: str) -> Any:
+    """Import a string, or each string of a list; anything else (None, a class) as it is."""
+    if isinstance(value, str):
+        return import_from_string(value, setting_name)
+    if isinstance(value, list | tuple):
+        return [import_from_string(item, setting_name) if isinstance(item, str) else item for item in value]
+    return value
 
 
 class OAuth2ProviderSettings:
     """Attribute access to the provider settings, falling back to the defaults, cached per key."""
 
-    def __init__(self, user_settings: dict | None = None, defaults: dict | None = None) -> None:
+    def __init__(
+        self,
+        user_settings: dict | None = None,
+        defaults: dict | None = None,
+        import_strings: tuple[str, ...] | None = None,
+        mandatory: tuple[str, ...] | None = None,
+    ) -> None:
         if user_settings is not None:
             self._user_settings = user_settings
         self.defaults = defaults or DEFAULTS
+        self.import_strings = import_strings or IMPORT_STRINGS
+        self.mandatory = MANDATORY if mandatory is None else mandatory
         self._cached_attrs: set[str] = set()
 
     @property
@@ -203,20 +304,21 @@ class OAuth2ProviderSettings:
         if attr.startswith("__") or attr in {"_user_settings", "defaults", "_cached_attrs"}:
             raise AttributeError(attr)
         if attr not in self.defaults:
-            raise ImproperlyConfigured(f"Unknown OAUTH2_PROVIDER setting: {attr!r}")
+            raise UnknownSettingError(f"Invalid OAuth2Provider setting: {attr}")
         if attr in self.user_settings:
             val = self.user_settings[attr]
         elif attr in MODEL_SETTINGS:
             django_name, default = MODEL_SETTINGS[attr]
             val = getattr(settings, django_name, default)
         elif attr == "OAUTH2_SERVER_CLASS" and self.OIDC_ENABLED:
-            # As in django-oauth-toolkit: with OIDC on and no explicit server class, the OIDC one.
-            val = self.defaults["OIDC_SERVER_CLASS"]
+            # As in django-oauth-toolkit: with OIDC on and no explicit server class, the OIDC one
+            # (OIDC_SERVER_CLASS as the project sets it).
+            val = self.user_settings.get("OIDC_SERVER_CLASS", self.defaults["OIDC_SERVER_CLASS"])
         else:
             val = self.defaults[attr]
 
-        if val and attr in IMPORT_STRINGS and isinstance(val, str):
-            val = import_from_string(val, attr)
+        if val and attr in self.import_strings:
+            val = perform_import(val, attr)
 
         if attr == "_SCOPES":
             val = list(self.SCOPES.keys())
@@ -237,7 +339,7 @@ class OAuth2ProviderSettings:
         return val
 
     def validate_setting(self, attr: str, val: Any) -> None:
-        if not val and attr in MANDATORY:
+        if not val and attr in self.mandatory:
             raise ImproperlyConfigured(f"OAUTH2_PROVIDER setting {attr!r} is mandatory")
         if attr in NON_NEGATIVE_NUMBERS and val is not None:
             if isinstance(val, timedelta):
@@ -270,6 +372,16 @@ class OAuth2ProviderSettings:
         }
         kwargs.update(self.EXTRA_SERVER_KWARGS)
         return kwargs
+
+    def oidc_issuer(self, request) -> str:
+        """The issuer: ``OIDC_ISS_ENDPOINT``, or built from a Django or oauthlib request."""
+        from oauthlib.common import Request as OAuthlibRequest
+
+        from .http import oidc_issuer
+
+        if not isinstance(request, HttpRequest | OAuthlibRequest):
+            raise TypeError(f"request must be a django or oauthlib request: got {request!r}")
+        return oidc_issuer(request)
 
     def pkce_required(self, client_id: str) -> bool:
         value = self.PKCE_REQUIRED
