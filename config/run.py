@@ -53,6 +53,8 @@ SERVICES: dict[str, Service] = {
             "{python}", "-m", "gunicorn", "config.wsgi",
             "--bind", "{host}:{port}",
             "--access-logfile", "-",
+            # Access and error lines with every query value masked and the redaction filter on.
+            "--logger-class", "config.gunicorn_logging.RedactingLogger",
             "--graceful-timeout", "20",
         ),
         # Django's development server, which also serves the admin's static files.

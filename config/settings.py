@@ -269,6 +269,9 @@ LOGGING = {
     "loggers": {
         "oauth_provider": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "oauth_tasks": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # The development server's request lines (``--dev``), which Django otherwise writes with a
+        # handler of its own that does not redact.
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
     # Everything else (Django, Celery, gunicorn's error log) through the same handler. A Celery
     # worker keeps a root logger that already has a handler (worker_hijack_root_logger is off).

@@ -21,7 +21,7 @@ MASK = "[REDACTED]"
 # ``password: ...``. The name may be part of a longer one (access_token, refresh_token, id_token).
 _SECRET_NAMES = (
     r"[A-Za-z_\-]*(?:token|secret|password|passwd|pwd|api[_-]?key|authorization|assertion|code_verifier)"
-    r"|code|jti|sessionid|csrftoken"
+    r"|[A-Za-z_\-]*hint|code|jti|sessionid|csrftoken"
 )
 _KEY_VALUE = re.compile(
     rf"(?P<key>(?<![A-Za-z0-9])(?:{_SECRET_NAMES})[\"']?\s*(?:=|:)\s*[\"']?)(?P<value>[^\s\"'&,;)}}\]]+)",
@@ -45,6 +45,29 @@ _PASSWORD_HASH = re.compile(r"\b(?:pbkdf2_sha256|pbkdf2_sha1|argon2|bcrypt_sha25
 # secrets and their checksums look like, whatever key (if any) they come with. Identifiers of the
 # code (module paths, snake_case names) and UUIDs (task and run ids) are kept.
 _TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{24,}(?![A-Za-z0-9_\-])")
+
+
+# The query string of a URL or of a path (``/o/userinfo/?access_token=...``): every value is masked,
+# whatever its name, so a parameter no rule above knows (``id_token_hint``, ``logout_hint``, a
+# project's own) never reaches a line either. The names stay, for the reader.
+_URL_QUERY = re.compile(
+    r"(?P<path>(?:\b[a-z][a-z0-9+.\-]*://[^\s/?#\"']*)?/[^\s?#\"']*)\?(?P<query>[^\s#\"']+)",
+    re.IGNORECASE,
+)
+
+
+def mask_query(query: str) -> str:
+    """``query`` (``a=1&b=2``) with every value replaced by the mask; names are kept."""
+    parts = []
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        parts.append(f"{name}={MASK}" if sep and value else (part if sep or not part else MASK))
+    return "&".join(parts)
+
+
+def mask_url_queries(text: str) -> str:
+    """``text`` with the query of every URL or path in it masked (see :func:`mask_query`)."""
+    return _URL_QUERY.sub(lambda m: f"{m.group('path')}?{mask_query(m.group('query'))}", text)
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -101,6 +124,7 @@ def redact(text: str) -> str:
     """``text`` with anything that looks like a token, a secret or a credential replaced by a mask."""
     if not text:
         return text
+    text = mask_url_queries(text)
     text = _JWT.sub(MASK, text)
     text = _PASSWORD_HASH.sub(MASK, text)
     text = _URL_CREDENTIALS.sub(lambda m: m.group("key") + MASK, text)
