@@ -1,0 +1,1 @@
+"""Integrations with other libraries, each importable only when that library is installed."""
