@@ -35,6 +35,7 @@ key range, which runs the collector and sends the signals, exactly as django-oau
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,6 +150,80 @@ def validate_interval(value: Any, name: str = "interval") -> float:
     return float(value)
 
 
+#: ``only``: the phases each group of a cleanup covers (Hydra's janitor names).
+PHASE_GROUPS: dict[str, tuple[str, ...]] = {
+    "tokens": (REVOKED_REFRESH_TOKENS, ORPHANED_REFRESH_TOKENS, EXPIRED_REFRESH_TOKENS, ACCESS_TOKENS),
+    "id_tokens": (ID_TOKENS,),
+    "grants": (GRANTS,),
+}
+#: ``keep_if_younger`` accepts up to ten years.
+MAX_KEEP_SECONDS = 10 * 365 * 86400
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)([smhdw])")
+
+
+def validate_limit(value: Any, name: str = "limit") -> int:
+    """``value`` as the most rows a cleanup removes (a positive integer), or ValueError naming ``name``."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive number of rows, got {value!r}")
+    return value
+
+
+def validate_only(value: Any, name: str = "only") -> list[str]:
+    """``value`` ("tokens,grants" or a list) as group names in phase order, or ValueError naming ``name``."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must name one or more of {', '.join(PHASE_GROUPS)}, got {value!r}")
+    unknown = sorted(set(value) - set(PHASE_GROUPS))
+    if unknown:
+        raise ValueError(f"{name}: unknown {', '.join(unknown)}; choose from {', '.join(PHASE_GROUPS)}")
+    return [group for group in PHASE_GROUPS if group in value]
+
+
+def validate_duration(value: Any, name: str = "keep_if_younger") -> int:
+    """``value`` (seconds, or "90d", "12h", "1h30m") as whole seconds, or ValueError naming ``name``."""
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit():
+            seconds = int(text)
+        elif text and _DURATION.sub("", text) == "":
+            seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION.findall(text))
+    if seconds is None:
+        raise ValueError(f"{name} must be a duration like 3600, 90m, 12h or 30d, got {value!r}")
+    if not 0 <= seconds <= MAX_KEEP_SECONDS:
+        raise ValueError(
+            f"{name} must be between 0 and {MAX_KEEP_SECONDS} seconds (ten years), got {seconds}"
+        )
+    return seconds
+
+
+def selected_phases(only: list[str] | None) -> tuple[str, ...]:
+    """The phases a cleanup limited to the groups ``only`` runs, in order (all without ``only``)."""
+    if not only:
+        return PHASES
+    chosen = {phase for group in only for phase in PHASE_GROUPS[group]}
+    return tuple(phase for phase in PHASES if phase in chosen)
+
+
+def phase_counts(
+    plan: CleanupPlan, phases: tuple[str, ...] = PHASES, count: Callable[[models.QuerySet], int] | None = None
+) -> dict[str, int]:
+    """What a dry run would count per phase, by one count per phase (``count`` may estimate instead)."""
+    count = count or (lambda rows: rows.count())
+    return {
+        phase: count(phase_model(phase)._default_manager.filter(phase_predicate(phase, plan, dry_run=True)))
+        if phase_is_active(phase, plan)
+        else 0
+        for phase in phases
+    }
+
+
 def default_batch_size() -> int:
     """``CLEAR_EXPIRED_TOKENS_BATCH_SIZE``, checked against the engine's bounds."""
     try:
@@ -178,10 +253,17 @@ class CleanupPlan:
     refresh_revoked_before: datetime | None
     #: Rule 3 deletes refresh tokens whose access token expired at or before this; None: rule 3 off.
     refresh_expired_before: datetime | None
+    #: ``keep_if_younger``: only rows created before this are deleted, on top of the rules; None: all.
+    created_before: datetime | None = None
 
     @classmethod
-    def from_settings(cls, now: datetime | None = None) -> CleanupPlan:
-        """Read the settings the way django-oauth-toolkit 3.4 does; bad values are ImproperlyConfigured."""
+    def from_settings(
+        cls, now: datetime | None = None, *, keep_if_younger: float | None = None
+    ) -> CleanupPlan:
+        """Read the settings the way django-oauth-toolkit 3.4 does; bad values are ImproperlyConfigured.
+
+        ``keep_if_younger`` (seconds) keeps every row created less than that long before ``now``.
+        """
         now = now or timezone.now()
         if timezone.is_naive(now):
             raise ValueError("now must be an aware datetime")
@@ -195,7 +277,12 @@ class CleanupPlan:
             # Revoked tokens are what lets the reuse of a rotated token be detected: they stay
             # until they would have expired (forever when refresh tokens never expire).
             revoked_before = expired_before
-        return cls(now=now, refresh_revoked_before=revoked_before, refresh_expired_before=expired_before)
+        return cls(
+            now=now,
+            refresh_revoked_before=revoked_before,
+            refresh_expired_before=expired_before,
+            created_before=now - timedelta(seconds=keep_if_younger) if keep_if_younger else None,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,14 +304,19 @@ def _never() -> Q:
     return Q(pk__in=[])
 
 
+def _old_enough(plan: CleanupPlan) -> Q:
+    """Rows ``keep_if_younger`` keeps are never deleted, whatever rule would delete them."""
+    return Q(created__lt=plan.created_before) if plan.created_before is not None else Q()
+
+
 def _revoked_refresh_q(plan: CleanupPlan) -> Q:
     if plan.refresh_revoked_before is None:
         return _never()
-    return Q(revoked__lte=plan.refresh_revoked_before)
+    return Q(revoked__lte=plan.refresh_revoked_before) & _old_enough(plan)
 
 
 def _orphaned_refresh_q(plan: CleanupPlan) -> Q:
-    return Q(revoked__isnull=True, access_token__isnull=True)
+    return Q(revoked__isnull=True, access_token__isnull=True) & _old_enough(plan)
 
 
 def _expired_refresh_q(plan: CleanupPlan) -> Q:
@@ -234,7 +326,7 @@ def _expired_refresh_q(plan: CleanupPlan) -> Q:
     expired_access = access_model._base_manager.filter(
         pk=OuterRef("access_token_id"), expires__lte=plan.refresh_expired_before
     )
-    return Q(revoked__isnull=True) & Q(Exists(expired_access))
+    return Q(revoked__isnull=True) & Q(Exists(expired_access)) & _old_enough(plan)
 
 
 def _access_token_q(plan: CleanupPlan, dry_run: bool, cursor: Any = None) -> Q:
@@ -249,7 +341,7 @@ def _access_token_q(plan: CleanupPlan, dry_run: bool, cursor: Any = None) -> Q:
         # Nothing was deleted by the refresh phases of a dry run: count as if they had run, so a
         # dry run reports what a real run would delete. Orphans (rule 2) never point at a token.
         pointing = pointing.exclude(_revoked_refresh_q(plan)).exclude(_expired_refresh_q(plan))
-    return Q(expires__lt=plan.now) & ~Q(Exists(pointing))
+    return Q(expires__lt=plan.now) & ~Q(Exists(pointing)) & _old_enough(plan)
 
 
 def _id_token_q(plan: CleanupPlan, dry_run: bool, cursor: Any = None) -> Q:
@@ -259,11 +351,11 @@ def _id_token_q(plan: CleanupPlan, dry_run: bool, cursor: Any = None) -> Q:
         pointing = pointing.filter(id_token_id__gt=cursor)  # as for access tokens above
     if dry_run:
         pointing = pointing.exclude(_access_token_q(plan, dry_run=True))
-    return Q(expires__lt=plan.now) & ~Q(Exists(pointing))
+    return Q(expires__lt=plan.now) & ~Q(Exists(pointing)) & _old_enough(plan)
 
 
 def _grant_q(plan: CleanupPlan) -> Q:
-    return Q(expires__lt=plan.now)
+    return Q(expires__lt=plan.now) & _old_enough(plan)
 
 
 def phase_model(phase: str) -> type[models.Model]:
@@ -605,6 +697,9 @@ def clear_expired(
     now: datetime | None = None,
     dry_run: bool = False,
     progress: Callable[[BatchResult, dict[str, int]], None] | None = None,
+    limit: int | None = None,
+    only: list[str] | None = None,
+    keep_if_younger: float | None = None,
 ) -> dict[str, int]:
     """Delete what django-oauth-toolkit 3.4's ``clear_expired()`` deletes, batch by batch, in process.
 
@@ -612,14 +707,23 @@ def clear_expired(
     ``CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL``; the pause only separates batches, it never follows
     the last one. ``progress`` is called after every batch with its result and the running totals.
     Returns the number of rows deleted (or, on a dry run, that would be) per phase.
+
+    ``limit`` stops after about that many rows (a later call carries on where this one stopped),
+    ``only`` names the groups to clean (``tokens``, ``id_tokens``, ``grants``; all by default) and
+    ``keep_if_younger`` keeps rows created less than that many seconds ago.
     """
     batch_size = default_batch_size() if batch_size is None else validate_batch_size(batch_size)
     interval = default_interval() if interval is None else validate_interval(interval)
-    plan = CleanupPlan.from_settings(now)
+    limit = None if limit is None else validate_limit(limit)
+    phases = selected_phases(None if only is None else validate_only(only))
+    keep = None if keep_if_younger is None else validate_duration(keep_if_younger)
+    plan = CleanupPlan.from_settings(now, keep_if_younger=keep)
     totals = dict.fromkeys(PHASES, 0)
     started = time.monotonic()
     first_batch = True
-    for phase in PHASES:
+    for phase in phases:
+        if limit is not None and sum(totals.values()) >= limit:
+            break
         if not phase_is_active(phase, plan):
             logger.info("%s: phase off with these settings, nothing deleted", PHASE_LABELS[phase])
             continue
@@ -628,14 +732,15 @@ def clear_expired(
             if not first_batch and interval:
                 time.sleep(interval)
             first_batch = False
-            result = BATCH_FUNCTIONS[phase](now=plan, batch_size=batch_size, cursor=cursor, dry_run=dry_run)
+            size = batch_size if limit is None else min(batch_size, limit - sum(totals.values()))
+            result = BATCH_FUNCTIONS[phase](now=plan, batch_size=size, cursor=cursor, dry_run=dry_run)
             totals[phase] += result.deleted
             for other_phase, count in result.also_deleted.items():
                 totals[other_phase] += count
             cursor = result.cursor
             if progress is not None:
                 progress(result, dict(totals))
-            if result.done:
+            if result.done or (limit is not None and sum(totals.values()) >= limit):
                 break
         logger.info(
             "%s %s: %s%s",

@@ -12,6 +12,8 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from oauth_provider.management.terminal import human_seconds
+
 from .models import MaintenanceRun, RunStatus
 
 
@@ -45,18 +47,7 @@ class RunProgress:
     def eta_text(self) -> str:
         if self.eta_seconds is None:
             return "-"
-        return human_duration(self.eta_seconds)
-
-
-def human_duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+        return human_seconds(self.eta_seconds)
 
 
 def run_progress(run: MaintenanceRun, *, stalled: bool = False, now: datetime | None = None) -> RunProgress:

@@ -182,8 +182,22 @@ def start_cleanup(
     batch_size: int | None = None,
     interval: float | None = None,
     trigger: str = "beat",
+    limit: int | None = None,
+    only: str | list[str] | None = None,
+    keep_if_younger: int | str | None = None,
 ) -> dict[str, Any]:
-    """Dispatch a token cleanup run (the default daily beat entry)."""
+    """Dispatch a token cleanup run (the default daily beat entry).
+
+    ``limit``, ``only`` and ``keep_if_younger`` are the cleanup job's parameters, checked by the
+    same validators as the API's and ``cleartokens``'s (a beat entry's kwargs: ``{"limit": 100000,
+    "only": "tokens,grants", "keep_if_younger": "30d"}``).
+    """
+    params = {"limit": limit, "only": only, "keep_if_younger": keep_if_younger}
     return start_job(
-        "cleanup", {}, dry_run=dry_run, batch_size=batch_size, interval=interval, trigger=trigger
+        "cleanup",
+        {name: value for name, value in params.items() if value is not None},
+        dry_run=dry_run,
+        batch_size=batch_size,
+        interval=interval,
+        trigger=trigger,
     )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from oauth_provider import cleanup
@@ -26,7 +27,45 @@ class CleanupJob(Job):
         "Delete revoked, orphaned and expired refresh tokens, expired access tokens, ID tokens "
         "and grants, judged against the run's frozen cutoff."
     )
-    params_schema = {"type": "object", "properties": {}, "additionalProperties": False}
+    params_schema = {
+        "type": "object",
+        "properties": {
+            "limit": {"type": "integer", "minimum": 1, "description": "Stop after about this many rows."},
+            "only": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(cleanup.PHASE_GROUPS)},
+                "minItems": 1,
+                "description": "Clean only these groups (all by default).",
+            },
+            "keep_if_younger": {
+                "type": "string",
+                "description": "Keep rows created less than this long ago: seconds, or 90m, 12h, 30d.",
+            },
+        },
+        "additionalProperties": False,
+    }
+    #: The provider's validators, shared with ``cleartokens``: the same input gets the same error.
+    validators = {
+        "limit": cleanup.validate_limit,
+        "only": cleanup.validate_only,
+        "keep_if_younger": cleanup.validate_duration,
+    }
+
+    def validate_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """``limit``, ``only`` ("tokens,grants" or a list) and ``keep_if_younger`` (seconds or "30d")."""
+        if params is not None and not isinstance(params, dict):
+            return super().validate_params(params)  # the engine's own error for a non-object
+        cleaned = {}
+        for name, value in (params or {}).items():
+            if name not in self.validators:
+                return super().validate_params(params)  # names the unknown parameter
+            if value is None:
+                continue
+            try:
+                cleaned[name] = self.validators[name](value, name)
+            except ValueError as exc:
+                raise ValidationError({name: str(exc)}) from None
+        return cleaned
 
     def default_batch_size(self) -> int:
         return cleanup.default_batch_size()
@@ -35,20 +74,24 @@ class CleanupJob(Job):
         return cleanup.default_interval()
 
     def phases(self, params: dict[str, Any]) -> Sequence[str]:
-        return cleanup.PHASES
+        return cleanup.selected_phases(params.get("only"))
+
+    def plan(self, params: dict[str, Any], cutoff: datetime) -> cleanup.CleanupPlan:
+        return cleanup.CleanupPlan.from_settings(cutoff, keep_if_younger=params.get("keep_if_younger"))
 
     def estimate(self, params: dict[str, Any], cutoff: datetime) -> dict[str, int]:
         """What a dry run would count per phase (PostgreSQL: the planner's estimate on big tables)."""
-        plan = cleanup.CleanupPlan.from_settings(cutoff)
-        limit = int(maintenance_settings.HEALTH_EXACT_COUNT_LIMIT)
-        counts = {}
-        for phase in self.phases(params):
-            if not cleanup.phase_is_active(phase, plan):
-                counts[phase] = 0
-                continue
-            model = cleanup.phase_model(phase)
-            rows = model._default_manager.filter(cleanup.phase_predicate(phase, plan, dry_run=True))
-            counts[phase] = bounded_count(rows, limit)[0]
+        plan = self.plan(params, cutoff)
+        exact_up_to = int(maintenance_settings.HEALTH_EXACT_COUNT_LIMIT)
+        counts = cleanup.phase_counts(
+            plan, tuple(self.phases(params)), count=lambda rows: bounded_count(rows, exact_up_to)[0]
+        )
+        if params.get("limit") is not None:
+            # The run stops at the limit: so does its estimate, phase after phase.
+            left = params["limit"]
+            for phase, count in counts.items():
+                counts[phase] = min(count, left)
+                left -= counts[phase]
         return counts
 
     def on_dispatch(self, run) -> None:
@@ -64,9 +107,15 @@ class CleanupJob(Job):
         )
 
     def run_batch(self, run, phase: str, cursor: Any) -> BatchOutcome:
-        plan = cleanup.CleanupPlan.from_settings(run.cutoff)
+        batch_size = run.batch_size
+        limit = run.params.get("limit")
+        if limit is not None:
+            left = limit - run.total_processed
+            if left <= 0:  # the limit is reached: every phase left ends at once, and the run with them
+                return BatchOutcome(processed=0, cursor=cursor, phase_done=True)
+            batch_size = min(batch_size, left)
         result = cleanup.BATCH_FUNCTIONS[phase](
-            now=plan, batch_size=run.batch_size, cursor=cursor, dry_run=run.dry_run
+            now=self.plan(run.params, run.cutoff), batch_size=batch_size, cursor=cursor, dry_run=run.dry_run
         )
         detail: dict[str, Any] = {}
         if result.unlinked:

@@ -1,20 +1,30 @@
 """``cleartokens``: delete expired and revoked tokens, ID tokens and grants.
 
-django-oauth-toolkit's command, with its rules, in batches: synchronous by default (progress on a
-terminal, a count per category at the end), ``--dry-run`` to count only, and ``--async`` to hand
-the work to the maintenance worker and return at once with the run's id.
+django-oauth-toolkit's command, with its rules, in batches: synchronous by default (a progress bar
+on a terminal, a count per category at the end, printed once on standard output), ``--dry-run`` to
+count only (here, in this process), and ``--async`` to hand the work to the maintenance worker and
+return at once with the run's id and where to watch it. ``--limit``, ``--only`` and
+``--keep-if-younger`` are the options of Hydra's janitor, checked by the same validators as the
+cleanup job's parameters on the API and in beat's kwargs. ``-v 0`` prints nothing but errors;
+``-v 2`` adds the cleanup's own log lines.
 """
 
 from __future__ import annotations
 
 import getpass
+import logging
+import sys
+from contextlib import nullcontext
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from oauth_provider import cleanup
 from oauth_provider.maintenance import NoAsyncDispatcher, get_async_dispatcher
+
+from ..terminal import ProgressBar, bar_below_logs, logger_level
 
 
 def _option(value: Any, validator, option: str):
@@ -50,6 +60,20 @@ class Command(BaseCommand):
             "(default: CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL).",
         )
         parser.add_argument(
+            "--limit", metavar="N", help="Stop after about N rows; a later run carries on from there."
+        )
+        parser.add_argument(
+            "--only",
+            metavar="GROUPS",
+            help=f"Clean only these, comma-separated: {', '.join(cleanup.PHASE_GROUPS)} (default: all).",
+        )
+        parser.add_argument(
+            "--keep-if-younger",
+            dest="keep_if_younger",
+            metavar="DURATION",
+            help="Keep rows created less than DURATION ago (seconds, or 90m, 12h, 30d), on top of the rules.",
+        )
+        parser.add_argument(
             "--async",
             dest="run_async",
             action="store_true",
@@ -57,20 +81,30 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        batch_size = _option(options.get("batch_size"), cleanup.validate_batch_size, "--batch-size")
-        interval = _option(options.get("interval"), cleanup.validate_interval, "--interval")
+        settings = {
+            "batch_size": _option(options.get("batch_size"), cleanup.validate_batch_size, "--batch-size"),
+            "interval": _option(options.get("interval"), cleanup.validate_interval, "--interval"),
+        }
+        params = {
+            "limit": _option(options.get("limit"), cleanup.validate_limit, "--limit"),
+            "only": _option(options.get("only"), cleanup.validate_only, "--only"),
+            "keep_if_younger": _option(
+                options.get("keep_if_younger"), cleanup.validate_duration, "--keep-if-younger"
+            ),
+        }
+        params = {name: value for name, value in params.items() if value is not None}
         dry_run = bool(options.get("dry_run"))
         try:
             if options.get("run_async"):
-                self._dispatch(dry_run=dry_run, batch_size=batch_size, interval=interval)
+                self._dispatch(params, dry_run=dry_run, **settings)
             else:
-                self._run_here(
-                    dry_run=dry_run, batch_size=batch_size, interval=interval, verbosity=options["verbosity"]
-                )
+                self._run_here(params, dry_run=dry_run, verbosity=options["verbosity"], **settings)
         except ImproperlyConfigured as exc:
             raise CommandError(f"settings: {exc}") from exc
 
-    def _dispatch(self, *, dry_run: bool, batch_size: int | None, interval: float | None) -> None:
+    def _dispatch(
+        self, params: dict[str, Any], *, dry_run: bool, batch_size: int | None, interval: float | None
+    ) -> None:
         try:
             dispatch = get_async_dispatcher()
         except NoAsyncDispatcher as exc:
@@ -78,7 +112,7 @@ class Command(BaseCommand):
         try:
             run, created = dispatch(
                 "cleanup",
-                {},
+                params,
                 trigger="command",
                 dry_run=dry_run,
                 batch_size=batch_size,
@@ -93,27 +127,62 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(f"A cleanup run is already active: run {run.pk} ({run.status})")
             )
+        self.stdout.write(f"Watch it: {watch_locations(run.pk)}")
         self.stdout.write(str(run.pk))
 
     def _run_here(
-        self, *, dry_run: bool, batch_size: int | None, interval: float | None, verbosity: int
+        self,
+        params: dict[str, Any],
+        *,
+        dry_run: bool,
+        batch_size: int | None,
+        interval: float | None,
+        verbosity: int,
     ) -> None:
-        tty = verbosity >= 1 and self.stdout.isatty()
+        now = timezone.now()
+        phases = cleanup.selected_phases(params.get("only"))
+        bar = None
+        if verbosity >= 1 and sys.stderr.isatty():
+            plan = cleanup.CleanupPlan.from_settings(now, keep_if_younger=params.get("keep_if_younger"))
+            bar = ProgressBar(sys.stderr, cleanup.phase_counts(plan, phases), cleanup.PHASE_LABELS)
 
         def progress(result: cleanup.BatchResult, totals: dict[str, int]) -> None:
-            if tty:
-                label = cleanup.PHASE_LABELS[result.phase]
-                self.stdout.write(f"\r\033[K{label}: {totals[result.phase]}", ending="")
-                self.stdout.flush()
+            if bar is not None:
+                bar.update(result.phase, totals)
 
-        counts = cleanup.clear_expired(
-            batch_size=batch_size, interval=interval, dry_run=dry_run, progress=progress
-        )
-        if tty:
-            self.stdout.write("\r\033[K", ending="")
+        # The counts are printed once, below; the cleanup's own log lines repeat them, so they are
+        # shown only with -v 2 (and nothing but errors with -v 0).
+        level = logging.ERROR if verbosity < 1 else (logging.WARNING if verbosity < 2 else logging.NOTSET)
+        with logger_level("oauth_provider", level), bar_below_logs(bar) if bar else nullcontext():
+            counts = cleanup.clear_expired(
+                batch_size=batch_size,
+                interval=interval,
+                now=now,
+                dry_run=dry_run,
+                progress=progress,
+                **params,
+            )
         if verbosity < 1:
             return
         verb = "would be deleted" if dry_run else "deleted"
-        for phase in cleanup.PHASES:
+        for phase in phases:
             self.stdout.write(f"{cleanup.PHASE_LABELS[phase]} {verb}: {counts[phase]}")
         self.stdout.write(self.style.SUCCESS(f"Total {verb}: {sum(counts.values())}"))
+        if "limit" in params and sum(counts.values()) >= params["limit"]:
+            self.stdout.write(f"Stopped at --limit {params['limit']}: run the command again to go on.")
+
+
+def watch_locations(run_id: int) -> str:
+    """The admin page and API URL of run ``run_id``, as far as this project's URLconf has them."""
+    from django.urls import NoReverseMatch, reverse
+
+    places = []
+    for name, label in (
+        ("admin:oauth_tasks_maintenancerun_change", "admin"),
+        ("oauth_tasks:api-run", "API"),
+    ):
+        try:
+            places.append(f"{label} {reverse(name, args=[run_id])}")
+        except NoReverseMatch:
+            continue
+    return ", ".join(places) or f"run {run_id} in the maintenance worker's admin"
