@@ -12,7 +12,11 @@ With a service name (``web``, ``worker``, ``beat``, ``flower``) it replaces itse
 service in the foreground; ``setup`` runs the setup steps and exits. docker-compose calls these
 same entry points, so the command lines below are the only definition of each service.
 
-Environment: ``HOST`` / ``PORT`` (web, default 127.0.0.1:8000), ``FLOWER_PORT`` (default 5555),
+Ports are checked before anything starts: a busy one stops the command with one line naming it.
+
+Environment: ``HOST`` / ``WEB_PORT`` or ``PORT`` (web, default 127.0.0.1:8000; ``--web-port``),
+``FLOWER_PORT`` (default 5555; ``--flower-port``), ``WEB_WORKERS`` / ``WEB_THREADS`` (gunicorn,
+default 2 processes of 8 threads),
 ``FLOWER_ADDRESS`` (default: the web host), ``FLOWER_BASIC_AUTH`` (``user:password[,...]``, read by
 Flower itself so it never shows in a process list), ``EMBEDDED_REDIS_PORT`` (default: a free port),
 ``RUN_STOP_TIMEOUT`` (seconds a child gets to stop before it is killed, default 30),
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -56,6 +61,12 @@ SERVICES: dict[str, Service] = {
             # Access and error lines with every query value masked and the redaction filter on.
             "--logger-class", "config.gunicorn_logging.RedactingLogger",
             "--graceful-timeout", "20",
+            # Threads, not one blocking worker: an idle browser connection holds a thread, never
+            # the server (see web_server_fields).
+            "--worker-class", "gthread",
+            "--workers", "{web_workers}",
+            "--threads", "{web_threads}",
+            "--keep-alive", "5",
         ),
         # Django's development server, which also serves the admin's static files.
         dev_argv=("{python}", "-m", "django", "runserver", "{host}:{port}", "--insecure"),
@@ -96,7 +107,70 @@ def service_fields(host: str, port: int) -> dict[str, str]:
         "port": str(port),
         "flower_port": os.environ.get("FLOWER_PORT") or "5555",
         "flower_address": os.environ.get("FLOWER_ADDRESS") or host,
+        **web_server_fields(),
     }
+
+
+def web_server_fields() -> dict[str, str]:
+    """gunicorn's processes and threads: ``WEB_WORKERS`` (default 2) times ``WEB_THREADS`` (8).
+
+    With the ``gthread`` worker an open connection that sends nothing (a browser's preconnect, an
+    idle keep-alive) waits in the worker's poller instead of blocking the only worker until it is
+    killed for a timeout; idle keep-alive connections are closed after 5 s.
+    """
+    return {
+        "web_workers": str(_positive_env("WEB_WORKERS", 2)),
+        "web_threads": str(_positive_env("WEB_THREADS", 8)),
+    }
+
+
+def _positive_env(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"oauth-provider-run: {name} must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
+# --- ports -----------------------------------------------------------------------------------------
+
+
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port 1-65535."""
+    if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number between 1 and 65535, got {value!r}")
+    return int(value)
+
+
+def busy_port_error(host: str, ports: dict[str, tuple[int, str]]) -> str | None:
+    """One line naming the first port that is taken (or given twice) and how to choose another.
+
+    ``ports`` maps a service to its port and the option that sets it. Checked before anything
+    starts, so a busy port never leaves half a stack running.
+    """
+    seen: dict[int, str] = {}
+    for name, (port, option) in ports.items():
+        if port in seen:
+            return f"{name} and {seen[port]} would both listen on port {port}: choose another with {option}"
+        seen[port] = name
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host.strip("[]"), port))
+            except OSError as exc:
+                return (
+                    f"{name} port {port} on {host} is not free ({exc.strerror}): choose another with {option}"
+                )
+    return None
+
+
+def ports_to_check(args: argparse.Namespace, names: list[str]) -> dict[str, tuple[int, str]]:
+    ports = {}
+    if "web" in names:
+        ports["web"] = (args.port, "--web-port N (or WEB_PORT=N)")
+    if "flower" in names:
+        ports["Flower"] = (args.flower_port, "--flower-port N (or FLOWER_PORT=N)")
+    return ports
 
 
 def service_argv(name: str, *, host: str, port: int, dev: bool = False) -> list[str]:
@@ -331,6 +405,10 @@ def run_all(args: argparse.Namespace) -> int:
         if error:
             print(f"oauth-provider-run: {error}", file=sys.stderr)
             return 2
+    error = busy_port_error(args.host, ports_to_check(args, names))
+    if error:
+        print(f"oauth-provider-run: {error}", file=sys.stderr)
+        return 2
 
     output = PrefixedOutput(width=max(len(n) for n in [*names, SETUP, "run"]))
     supervisor = Supervisor(
@@ -368,7 +446,7 @@ def run_all(args: argparse.Namespace) -> int:
             for name in names:
                 supervisor.start(name, service_argv(name, host=args.host, port=args.port, dev=args.dev))
             supervisor.log(
-                f"web on http://{args.host}:{args.port}/admin/"
+                f"web on http://{args.host}:{args.port}/ (admin at /admin/)"
                 + (
                     f", Flower on http://{service_fields(args.host, args.port)['flower_address']}:"
                     f"{service_fields(args.host, args.port)['flower_port']}/"
@@ -407,7 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("service", nargs="?", help="run only this service (see below)")
     parser.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1", help="web host (HOST)")
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("PORT") or 8000), help="web port (PORT)"
+        "--web-port",
+        "--port",
+        dest="port",
+        type=port_number,
+        default=os.environ.get("WEB_PORT") or os.environ.get("PORT") or "8000",
+        help="web port (WEB_PORT or PORT; default 8000)",
+    )
+    parser.add_argument(
+        "--flower-port",
+        type=port_number,
+        default=os.environ.get("FLOWER_PORT") or "5555",
+        help="Flower's port (FLOWER_PORT; default 5555)",
     )
     parser.add_argument(
         "--dev", action="store_true", help="serve with Django's runserver instead of gunicorn"
@@ -424,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         # Children run from the project folder: a relative data folder keeps meaning the caller's.
         os.environ["DATA_DIR"] = str(Path(os.environ["DATA_DIR"]).resolve())
     os.chdir(ROOT)
+    # Every child (Flower itself, and the web's start page linking to it) reads the chosen port.
+    os.environ["FLOWER_PORT"] = str(args.flower_port)
     if args.service is None:
         return run_all(args)
     if args.service == SETUP:
@@ -434,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
         error = check_flower_auth(args.host)
         if error:
             parser.error(error)
+    error = busy_port_error(args.host, ports_to_check(args, [args.service]))
+    if error:
+        print(f"oauth-provider-run: {error}", file=sys.stderr)
+        return 2
     command = service_argv(args.service, host=args.host, port=args.port, dev=args.dev)
     env = child_env()
     sys.stdout.flush()
