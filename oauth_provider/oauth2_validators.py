@@ -23,14 +23,14 @@ from django.db import router, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
-from jwcrypto import jws, jwt
-from jwcrypto.common import JWException
+from jwcrypto import jwt
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors, utils
 from oauthlib.openid import RequestValidator
 
 from . import tokens
 from .http import oidc_issuer
+from .id_tokens import load_id_token
 from .models import (
     AbstractApplication,
     get_access_token_model,
@@ -403,7 +403,7 @@ class OAuth2Validator(RequestValidator):
             access_token.scope = token["scope"]
             access_token.expires = expires
             access_token.user = request.user
-            access_token.id_token = self._load_id_token(token.get("id_token")) or access_token.id_token
+            access_token.id_token = self._id_token_issued(token, request) or access_token.id_token
             access_token.save()
             return
 
@@ -411,13 +411,17 @@ class OAuth2Validator(RequestValidator):
         access_token = self._create_access_token(expires, request, token, source_refresh_token=locked)
         self._create_refresh_token(request, token["refresh_token"], access_token, locked)
 
+    def _id_token_issued(self, token: dict, request: Request):
+        """The ID token row oauthlib just issued with ``token``, if any (its expiry is not judged)."""
+        return self._load_id_token(token.get("id_token"), request, accept_expired=True)
+
     def _create_access_token(self, expires, request: Request, token: dict, source_refresh_token=None):
         return get_access_token_model().objects.create(
             user=request.user,
             scope=token["scope"],
             expires=expires,
             token=token["access_token"],
-            id_token=self._load_id_token(token.get("id_token")),
+            id_token=self._id_token_issued(token, request),
             application=request.client,
             source_refresh_token=source_refresh_token,
         )
@@ -541,28 +545,16 @@ class OAuth2Validator(RequestValidator):
     def get_jwt_bearer_token(self, token, token_handler, request):
         return self.get_id_token(token, token_handler, request)
 
-    def _load_id_token(self, raw: str | None):
-        """The stored ID token of a signed JWT whose signature verifies, or None."""
-        if not raw:
-            return None
-        try:
-            unverified = jws.JWS()
-            unverified.deserialize(raw)
-            claims = json.loads(unverified.objects["payload"].decode("utf-8"))
-            audience = claims.get("aud")
-            audience = [audience] if isinstance(audience, str) else list(audience or [])
-            application = get_application_model().objects.filter(client_id__in=audience).first()
-            if application is None:
-                return None
-            verified = jwt.JWT(key=application.jwk_key, jwt=raw)
-            jti = json.loads(verified.claims)["jti"]
-            return get_id_token_model().objects.filter(jti=jti).first()
-        except (JWException, ValueError, KeyError, TypeError):
-            return None
+    def _load_id_token(self, raw: str | None, request: Request, accept_expired: bool = False):
+        """The stored ID token of a JWT this provider signed, bound to the application whose key
+        verified it (``id_tokens.load_id_token``), or None."""
+        return load_id_token(
+            raw, issuer=self.get_oidc_issuer_endpoint(request), accept_expired=accept_expired
+        )
 
     def validate_id_token(self, token, scopes, request) -> bool:
         """An ID token as a bearer token (``OIDC_ID_TOKEN_AS_BEARER``): ``tokens.id_token_problem``."""
-        id_token = self._load_id_token(token)
+        id_token = self._load_id_token(token, request)
         problem = tokens.id_token_problem(id_token, scopes, request)
         if problem is not None:
             return self._refuse_bearer(request, problem)

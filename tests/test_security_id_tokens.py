@@ -1,21 +1,25 @@
 """An ID token is not a credential, and a revocation is in force for every credential at once.
 
 Attacks over real HTTP against ``live_server``: an ID token presented as a bearer token, an ID
-token whose access token was revoked, and a code issued before a revocation.
+token whose access token was revoked, a code issued before a revocation, and an ID token forged
+with one client's own key naming another client's ID token.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 import requests
 from django.contrib.auth.models import Permission
 from django.urls import include, path
+from jwcrypto import jwk, jwt
+from jwcrypto.common import base64url_encode
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from oauth_provider.models import get_grant_model
+from oauth_provider.models import get_grant_model, get_id_token_model
 from oauth_tasks.models import MaintenanceRun
 
 from . import test_endpoints_support as support
@@ -172,3 +176,22 @@ def test_a_code_issued_before_a_revocation_cannot_be_exchanged(site):
     assert exchanged.json()["error"] == "invalid_grant"
     # A new sign-in after the revocation is not affected by it.
     assert api_status(site, login_tokens(site, browser, client)["access_token"]) == 200
+
+
+def test_an_id_token_signed_with_one_clients_key_cannot_borrow_another_clients_id_token(site, settings):
+    provider_settings(settings, OIDC_ID_TOKEN_AS_BEARER=True)
+    _user, client, browser = signed_in(site)
+    login_tokens(site, browser, client)  # the operator's ID token, of ``client``
+    victim = get_id_token_model().objects.get(application=client.application)
+    # The attacker owns an HS256 client: its secret is the key of its ID tokens.
+    attacker = make_client(algorithm="HS256", hash_client_secret=False)
+    issuer = requests.get(f"{site}/o/.well-known/openid-configuration").json()["issuer"]
+    now = int(time.time())
+    claims = {"iss": issuer, "aud": attacker.client_id, "sub": str(victim.user_id), "iat": now}
+    claims.update(exp=now + 600, jti=str(victim.jti))
+    forged = jwt.JWT(header={"alg": "HS256", "typ": "JWT"}, claims=claims)
+    forged.make_signed_token(jwk.JWK(kty="oct", k=base64url_encode(attacker.secret)))
+
+    response = requests.get(f"{site}{RUNS}", headers=bearer(forged.serialize()))
+
+    assert response.status_code == 401

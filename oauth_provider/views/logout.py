@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -17,12 +15,11 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
-from jwcrypto import jws, jwt
-from jwcrypto.common import JWException
 from oauthlib.common import add_params_to_uri
 
 from ..http import OAuth2ResponseRedirect, csrf_failure_response, oidc_issuer
-from ..models import get_application_model, get_id_token_model
+from ..id_tokens import load_id_token
+from ..models import get_application_model
 from ..revocation import ACCESS_TOKENS, REFRESH_TOKENS, RevocationTarget, run_revocation_batch
 from ..settings import oauth2_settings
 
@@ -54,35 +51,14 @@ def load_id_token_hint(raw: str, request: HttpRequest):
     """The stored ID token of a JWT this provider signed for one of its applications, or None.
 
     The signature, the issuer and (unless ``OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS``) the
-    expiry are checked; the ``jti`` must name an ID token the provider still holds.
+    expiry are checked; the ``jti`` must name an ID token the provider still holds for the
+    application whose key verified the signature (``id_tokens.load_id_token``).
     """
-    try:
-        unverified = jws.JWS()
-        unverified.deserialize(raw)
-        claims = json.loads(unverified.objects["payload"].decode("utf-8"))
-        audience = claims.get("aud")
-        audience = [audience] if isinstance(audience, str) else list(audience or [])
-        application = get_application_model().objects.filter(client_id__in=audience).first()
-        if application is None or not application.algorithm:
-            return None
-        # Claims are checked here rather than by jwcrypto: the provider judges its own tokens by
-        # its own clock, so the expiry has no leeway.
-        verified = jwt.JWT(key=application.jwk_key, jwt=raw, check_claims={})
-        claims = json.loads(verified.claims)
-        if claims.get("iss") != oidc_issuer(request):
-            return None
-        if not oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS and not (
-            isinstance(claims.get("exp"), int) and claims["exp"] > time.time()
-        ):
-            return None
-        return (
-            get_id_token_model()
-            .objects.select_related("application", "user")
-            .filter(jti=claims["jti"], application=application)
-            .first()
-        )
-    except (JWException, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    return load_id_token(
+        raw,
+        issuer=oidc_issuer(request),
+        accept_expired=oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS,
+    )
 
 
 def revoke_user_application_tokens(user_id: int, application_id: int) -> None:
