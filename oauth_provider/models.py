@@ -600,13 +600,15 @@ def get_id_token_model():
 
 
 def refresh_token_expire_timedelta() -> timedelta | None:
-    """``REFRESH_TOKEN_EXPIRE_SECONDS`` as a timedelta, None when unset."""
-    value = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value
-    return timedelta(seconds=value)
+    """``REFRESH_TOKEN_EXPIRE_SECONDS`` as a timedelta; None when refresh tokens never expire by age.
+
+    As in django-oauth-toolkit, unset, ``0`` and ``timedelta(0)`` all mean "never". A negative,
+    non-numeric or out-of-range value (10**20) is ``ImproperlyConfigured`` naming the setting,
+    the same error cleanup raises for it.
+    """
+    from .cleanup import _seconds_setting
+
+    return _seconds_setting("REFRESH_TOKEN_EXPIRE_SECONDS")
 
 
 def clear_expired(**kwargs):

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from oauth_provider import cleanup
 from oauth_provider.maintenance import NoAsyncDispatcher, get_async_dispatcher
+from oauth_provider.models import refresh_token_expire_timedelta
 
 from ..terminal import ProgressBar, bar_below_logs, logger_level
 
@@ -81,6 +82,21 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            never_expire = refresh_token_expire_timedelta() is None
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"settings: {exc}") from exc
+        if never_expire:
+            # django-oauth-toolkit's warning: refresh tokens (and the access tokens they hold) stay.
+            self.stderr.write(
+                self.style.WARNING(
+                    "REFRESH_TOKEN_EXPIRE_SECONDS is not set (or is 0), so refresh tokens never "
+                    "age-expire. cleartokens will only remove revoked and orphaned refresh tokens; "
+                    "expired access and ID tokens that are still bound to a refresh token are kept "
+                    "as long as that refresh token lives. Set REFRESH_TOKEN_EXPIRE_SECONDS to enable "
+                    "expiry-based cleanup."
+                )
+            )
         settings = {
             "batch_size": _option(options.get("batch_size"), cleanup.validate_batch_size, "--batch-size"),
             "interval": _option(options.get("interval"), cleanup.validate_interval, "--interval"),
