@@ -278,7 +278,28 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
 
+
+def env_seconds(name: str) -> float | None:
+    """A non-negative number of seconds from the environment; None when unset."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a non-negative number of seconds, got {raw!r}")
+    return value
+
+
 # The maintenance app (see oauth_tasks/conf.py for every key and its default).
 OAUTH_MAINTENANCE = {
     "HEALTH_EXPIRED_RATIO_WARNING": float(os.environ.get("HEALTH_EXPIRED_RATIO_WARNING", "0.5")),
 }
+for _key, _variable in (
+    ("STALL_SECONDS", "MAINTENANCE_STALL_SECONDS"),
+    ("WATCHDOG_INTERVAL_SECONDS", "MAINTENANCE_WATCHDOG_INTERVAL"),
+):
+    if env_seconds(_variable) is not None:
+        OAUTH_MAINTENANCE[_key] = env_seconds(_variable)

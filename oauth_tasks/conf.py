@@ -12,6 +12,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
+    # Watchdog: how long past its due time a run's next batch may be before the run counts as
+    # stalled (shown as such, and re-enqueued when no batch holds the run row's lock).
+    "STALL_SECONDS": 15,
+    # Watchdog: seconds between two passes of the watchdog every worker runs in a thread (0: none;
+    # the beat entry installed by ``install_schedule`` still runs it every minute, as a backstop).
+    "WATCHDOG_INTERVAL_SECONDS": 10,
     # Health: expired share of a token table above which the health endpoint warns.
     "HEALTH_EXPIRED_RATIO_WARNING": 0.5,
     # Health: how late the last successful cleanup may be, past its schedule, before a warning.
@@ -43,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _NON_NEGATIVE_NUMBERS = {
+    "STALL_SECONDS",
+    "WATCHDOG_INTERVAL_SECONDS",
     "HEALTH_EXPIRED_RATIO_WARNING",
     "HEALTH_CLEANUP_GRACE_SECONDS",
     "HEALTH_CLEANUP_MAX_AGE_SECONDS",

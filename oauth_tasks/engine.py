@@ -12,8 +12,9 @@ Contract (see docs/maintenance.md):
   progress, all in one transaction. A duplicated or redelivered message finds a different number and
   does nothing; a batch whose transaction rolled back is simply run again.
 * After commit, the next batch is enqueued with ``countdown=interval``: no worker ever sleeps.
-* The watchdog (:func:`requeue_stalled_runs`) re-enqueues active runs whose next batch is overdue,
-  which is how a run survives a lost message, a broker restart or a worker killed mid-batch.
+* The watchdog (:func:`requeue_stalled_runs`) re-enqueues active runs whose next batch is overdue
+  by the stall margin and that no batch holds (the run row's lock), which is how a run survives a
+  lost message, a broker restart or a worker killed mid-batch within seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from oauth_provider.cleanup import validate_batch_size, validate_interval
@@ -39,10 +41,6 @@ from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
 logger = logging.getLogger(__name__)
 
 RUN_BATCH_TASK = "oauth_tasks.run_batch"
-
-#: Default age past its due time after which an active run counts as stalled. Above the hard time
-#: limit of a batch task, so a batch still executing is never taken for a lost one.
-DEFAULT_STALL_SECONDS = 600
 
 
 class RunConflict(Exception):
@@ -396,7 +394,7 @@ def resume(run: MaintenanceRun | int) -> MaintenanceRun:
                 locked.finished_at = None
                 locked.cancel_requested = False
                 locked.last_error = ""
-            _requeue(locked)
+            _requeue(locked, due_now=True)
             locked.save()
     except IntegrityError:
         other = active_run(locked.kind, locked.params_key)
@@ -406,50 +404,83 @@ def resume(run: MaintenanceRun | int) -> MaintenanceRun:
     return locked
 
 
-def _requeue(run: MaintenanceRun) -> None:
-    """Enqueue the run's current batch again, after commit; a copy still in the broker stays harmless."""
+def _requeue(run: MaintenanceRun, *, due_now: bool) -> None:
+    """Enqueue the run's current batch again, after commit; a copy still in the broker stays harmless.
+
+    ``due_now`` (a resume) makes the batch due from now; the watchdog leaves ``next_batch_at`` as it
+    is, so the run keeps showing as stalled until a batch commits, and marks the requeue in
+    ``heartbeat_at`` so that it waits a full stall margin before sending another copy.
+    """
     now = timezone.now()
     run.heartbeat_at = now
-    run.next_batch_at = now
+    if due_now or run.next_batch_at is None:
+        run.next_batch_at = now
     run.requeue_count += 1
     run.celery_task_id = str(uuid.uuid4())
     run_id, number, task_id, kind = run.pk, run.batch_number, run.celery_task_id, run.kind
     transaction.on_commit(lambda: enqueue_batch(run_id, number, countdown=0, task_id=task_id, kind=kind))
 
 
+def stall_seconds(value: float | None = None) -> float:
+    """The stall margin: ``value``, else ``OAUTH_MAINTENANCE["STALL_SECONDS"]``."""
+    if value is None:
+        from .conf import maintenance_settings
+
+        value = maintenance_settings.STALL_SECONDS
+    return float(value)
+
+
 def find_stalled_runs(older_than: float | None = None):
-    """Active runs whose next batch was due more than ``older_than`` seconds ago.
+    """Active runs whose next batch was due more than ``older_than`` seconds ago: stalled runs.
 
-    The default is ``OAUTH_MAINTENANCE["STALL_SECONDS"]`` (600): above a batch task's hard time
-    limit, so a batch still executing (its progress not yet committed) is never taken for a lost one.
+    The default margin is ``OAUTH_MAINTENANCE["STALL_SECONDS"]``. A run stays in this set until one
+    of its batches commits, however often the watchdog re-enqueued it.
     """
-    if older_than is None:
-        from django.conf import settings
-
-        older_than = (getattr(settings, "OAUTH_MAINTENANCE", None) or {}).get(
-            "STALL_SECONDS", DEFAULT_STALL_SECONDS
-        )
-    seconds = float(older_than)
-    limit = timezone.now() - timedelta(seconds=seconds)
+    limit = timezone.now() - timedelta(seconds=stall_seconds(older_than))
     return MaintenanceRun.objects.active().filter(next_batch_at__lt=limit).order_by("next_batch_at")
 
 
-def requeue_stalled_runs(older_than: float | None = None, *, limit: int = 100) -> list[int]:
-    """Re-enqueue the current batch of every stalled run; returns their ids.
+def _locked_unless_busy(run_id: int) -> MaintenanceRun | None:
+    """The run row, locked; None when a batch holds its lock (or the row is gone).
 
-    The re-enqueued message carries the same batch number as a lost one, so if the lost message
-    turns up after all (Redis redelivers unacknowledged messages after the visibility timeout),
-    whichever comes second is stale and does nothing.
+    A batch holds the run row's lock from its first statement to its commit, so a row another
+    transaction has locked is a batch in flight, not a lost one: ``SKIP LOCKED`` tells at once
+    (PostgreSQL, MySQL 8, MariaDB 10.6). SQLite has no row locks; its write lock (every transaction
+    of the project starts ``IMMEDIATE``) makes this wait for the batch to commit instead, and the
+    caller's re-check then finds the run no longer overdue.
     """
+    qs = MaintenanceRun.objects.filter(pk=run_id)
+    features = connection.features
+    if features.has_select_for_update:
+        qs = qs.select_for_update(skip_locked=features.has_select_for_update_skip_locked)
+    return qs.first()
+
+
+def requeue_stalled_runs(older_than: float | None = None, *, limit: int = 100) -> list[int]:
+    """Re-enqueue the current batch of every stalled run that no batch holds; returns their ids.
+
+    Safe with a short margin because it acts only under the run row's lock: a batch in flight holds
+    that lock (and commits a new ``next_batch_at``), so it is never taken for a lost one. A run the
+    watchdog re-enqueued is left alone for another margin (``heartbeat_at``), so a busy worker does
+    not collect one copy per pass. The copy carries the same batch number as the lost message, so
+    if that one turns up after all (Redis redelivers unacknowledged messages after the visibility
+    timeout), whichever comes second is stale and does nothing.
+    """
+    margin = stall_seconds(older_than)
+    recent = timezone.now() - timedelta(seconds=margin)
+    candidates = find_stalled_runs(margin).filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=recent))
     requeued = []
-    for candidate in find_stalled_runs(older_than).values_list("pk", flat=True)[:limit]:
+    for candidate in candidates.values_list("pk", flat=True)[:limit]:
         with transaction.atomic():
-            run = _locked(candidate)
-            if run is None or run.status not in ACTIVE_STATUSES:
+            run = _locked_unless_busy(candidate)
+            if run is None or run.status not in ACTIVE_STATUSES or run.next_batch_at is None:
                 continue
-            if run.next_batch_at is None:
-                continue
-            _requeue(run)
+            threshold = timezone.now() - timedelta(seconds=margin)
+            if run.next_batch_at >= threshold:
+                continue  # a batch committed while we looked
+            if run.heartbeat_at is not None and run.heartbeat_at >= threshold:
+                continue  # re-enqueued within the margin: give that copy its chance
+            _requeue(run, due_now=False)
             run.save(update_fields=["heartbeat_at", "next_batch_at", "requeue_count", "celery_task_id"])
             requeued.append(run.pk)
     if requeued:

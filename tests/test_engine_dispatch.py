@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -137,14 +137,70 @@ def test_the_watchdog_finds_only_overdue_active_runs():
 
     run, _ = engine.dispatch("cleanup", {}, trigger="test")
     assert not engine.find_stalled_runs(60).exists()
-    MaintenanceRun.objects.filter(pk=run.pk).update(next_batch_at=timezone.now() - timedelta(minutes=5))
+    MaintenanceRun.objects.filter(pk=run.pk).update(
+        next_batch_at=timezone.now() - timedelta(minutes=5),
+        heartbeat_at=timezone.now() - timedelta(minutes=5),
+    )
     assert list(engine.find_stalled_runs(60)) == [run]
     assert engine.requeue_stalled_runs(60) == [run.pk]
     run.refresh_from_db()
-    assert run.requeue_count == 1 and not engine.find_stalled_runs(60).exists()
+    # Still stalled (no batch committed), but the copy just sent gets a full margin before another.
+    assert run.requeue_count == 1 and list(engine.find_stalled_runs(60)) == [run]
+    assert engine.requeue_stalled_runs(60) == []
     engine.cancel(run)
     MaintenanceRun.objects.filter(pk=run.pk).update(next_batch_at=timezone.now() - timedelta(minutes=5))
     assert engine.requeue_stalled_runs(60) == []
+
+
+@pytest.mark.django_db
+def test_the_stall_margin_comes_from_the_settings(settings):
+    from datetime import timedelta
+
+    run, _ = engine.dispatch("cleanup", {}, trigger="test")
+    MaintenanceRun.objects.filter(pk=run.pk).update(
+        next_batch_at=timezone.now() - timedelta(seconds=30),
+        heartbeat_at=timezone.now() - timedelta(seconds=30),
+    )
+    settings.OAUTH_MAINTENANCE = {"STALL_SECONDS": 60}
+    assert engine.requeue_stalled_runs() == []
+    settings.OAUTH_MAINTENANCE = {"STALL_SECONDS": 20}
+    assert engine.requeue_stalled_runs() == [run.pk]
+    settings.OAUTH_MAINTENANCE = {"STALL_SECONDS": -1}
+    with pytest.raises(ImproperlyConfigured, match="STALL_SECONDS"):
+        engine.requeue_stalled_runs()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watchdog_leaves_alone_an_overdue_run_whose_batch_holds_the_row_lock():
+    """A batch in flight holds the run row's lock: however late, it is not a lost batch."""
+    import threading
+    from datetime import timedelta
+
+    from django.db import connection
+
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite: a batch in flight holds the write lock and the watchdog waits for it")
+    run, _ = engine.dispatch("cleanup", {}, trigger="test")
+    past = timezone.now() - timedelta(minutes=5)
+    MaintenanceRun.objects.filter(pk=run.pk).update(next_batch_at=past, heartbeat_at=past)
+    locked, release = threading.Event(), threading.Event()
+
+    def batch_in_flight():
+        with transaction.atomic():
+            MaintenanceRun.objects.select_for_update().get(pk=run.pk)
+            locked.set()
+            release.wait(30)
+        connection.close()
+
+    thread = threading.Thread(target=batch_in_flight)
+    thread.start()
+    try:
+        assert locked.wait(30)
+        assert engine.requeue_stalled_runs(0) == []
+    finally:
+        release.set()
+        thread.join()
+    assert engine.requeue_stalled_runs(0) == [run.pk]
 
 
 @pytest.mark.django_db
