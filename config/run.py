@@ -4,7 +4,8 @@ With no argument it runs everything on one machine: the database setup (``migrat
 schedule, an optional development superuser, ``collectstatic``), then the web server, a Celery
 worker, beat and Flower as child processes whose output lines are prefixed with their names. When
 ``CELERY_BROKER_URL`` is unset it first starts a real Redis server (``config.embedded_redis``) with
-its data under ``DATA_DIR`` and hands its URL to every child. SIGINT or SIGTERM stops every child
+its data under ``DATA_DIR``, hands its URL to every child and records it in ``DATA_DIR/broker_url``
+(removed on exit) for commands started from other shells. SIGINT or SIGTERM stops every child
 (terminate, wait, kill after a timeout) and then the Redis server; a child that dies on its own
 stops the rest and the command exits non-zero.
 
@@ -35,6 +36,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from config.embedded_redis import forget_broker_url, record_broker_url
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -394,6 +397,12 @@ def _kill_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
+def record_embedded_broker(supervisor: Supervisor, url: str) -> None:
+    """Record the embedded Redis's URL in DATA_DIR, where commands from other shells find it."""
+    path = record_broker_url(url)
+    supervisor.log(f"broker URL recorded in {path}: manage.py commands from another shell use it")
+
+
 def run_all(args: argparse.Namespace) -> int:
     names = [
         name
@@ -431,6 +440,7 @@ def run_all(args: argparse.Namespace) -> int:
         extra["CELERY_BROKER_URL"] = redis.url
         extra.setdefault("CELERY_RESULT_BACKEND", os.environ.get("CELERY_RESULT_BACKEND") or redis.url)
         supervisor.log(f"embedded Redis at {redis.url} (pid {redis.process.pid}, data in {redis.workdir})")
+        record_embedded_broker(supervisor, redis.url)
     supervisor.env = child_env(extra)
 
     code = 0
@@ -466,6 +476,7 @@ def run_all(args: argparse.Namespace) -> int:
         supervisor.stop_all()
         if redis is not None:
             supervisor.log("stopping embedded Redis")
+            forget_broker_url(redis.url)
             redis.stop()
         supervisor.log("stopped" if code == 0 else f"stopped (exit code {code})")
     return code

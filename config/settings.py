@@ -10,6 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.embedded_redis import recorded_broker_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var")).resolve()
 # It holds the SQLite database, the secret key and the development signing key: owner only.
@@ -240,7 +242,8 @@ if OAUTH2_PROVIDER["OIDC_ENABLED"] and not OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY
     OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"] = dev_oidc_private_key(DATA_DIR / "oidc.key")
 
 # Celery: the configuration itself lives in the top-level celeryconfig module.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# Unset: the URL a running ``oauth-provider-run`` recorded for its embedded Redis (celeryconfig too).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or recorded_broker_url(DATA_DIR) or ""
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 # LOG_FORMAT=json writes one JSON object per line (with the extra fields of each record); "plain" is

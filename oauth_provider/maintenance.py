@@ -30,6 +30,14 @@ class NoAsyncDispatcher(RuntimeError):
     """No maintenance worker app registered a dispatcher (``oauth_tasks`` not installed?)."""
 
 
+class DispatchUnavailable(RuntimeError):
+    """The dispatcher cannot reach its worker (no broker answers); its message names what it tried.
+
+    Raised before anything is started, or with the run it created already marked failed, so no
+    active run is left behind to block the next dispatch.
+    """
+
+
 _dispatcher: AsyncDispatcher | None = None
 
 

@@ -113,7 +113,7 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
                     format_html("Run #{} not resumed: run #{} does the same work.", run.pk, conflict.run.pk),
                     messages.WARNING,
                 )
-            except (ValueError, ValidationError) as exc:
+            except (ValueError, ValidationError, engine.BrokerUnavailable) as exc:
                 self.message_user(request, f"Run #{run.pk} not resumed: {exc}", messages.WARNING)
         self.message_user(request, f"{resumed} run(s) resumed.", messages.SUCCESS)
 
@@ -183,12 +183,16 @@ class RevokeTokensActionMixin:
             return None
         if request.POST.get("confirm") == "yes":
             for target in targets:
-                run, created = engine.dispatch(
-                    "revoke",
-                    {self.revoke_param: target.pk},
-                    trigger="admin",
-                    triggered_by=request.user.get_username(),
-                )
+                try:
+                    run, created = engine.dispatch(
+                        "revoke",
+                        {self.revoke_param: target.pk},
+                        trigger="admin",
+                        triggered_by=request.user.get_username(),
+                    )
+                except engine.BrokerUnavailable as exc:
+                    self.message_user(request, f"Revocation of {target} not started: {exc}", messages.ERROR)
+                    continue
                 dispatch_message(self, request, run, created, f"Revocation of all tokens of {target}")
             return None
         rows = []
@@ -302,13 +306,17 @@ class RenameScopeAdminMixin:
         if request.method == "POST" and form.is_valid():
             mapping = form.cleaned_data["mapping"]
             if request.POST.get("confirm") == "yes":
-                run, created = engine.dispatch(
-                    "migrate_scope",
-                    form.cleaned_data["params"],
-                    trigger="admin",
-                    triggered_by=request.user.get_username(),
-                    user=request.user,
-                )
+                try:
+                    run, created = engine.dispatch(
+                        "migrate_scope",
+                        form.cleaned_data["params"],
+                        trigger="admin",
+                        triggered_by=request.user.get_username(),
+                        user=request.user,
+                    )
+                except engine.BrokerUnavailable as exc:
+                    self.message_user(request, f"Rename not started: {exc}", messages.ERROR)
+                    return HttpResponseRedirect(request.get_full_path())
                 dispatch_message(self, request, run, created, "Rename of scope " + ", ".join(mapping))
                 return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancerun_change", args=[run.pk]))
             old = form.cleaned_data["old"]
@@ -400,9 +408,13 @@ class MaintenanceDashboardAdmin(admin.ModelAdmin):
         if not request.user.has_perm(START_PERMISSION):
             raise PermissionDenied
         dry_run = request.POST.get("dry_run") == "on"
-        run, created = engine.dispatch(
-            "cleanup", {}, trigger="admin", dry_run=dry_run, triggered_by=request.user.get_username()
-        )
+        try:
+            run, created = engine.dispatch(
+                "cleanup", {}, trigger="admin", dry_run=dry_run, triggered_by=request.user.get_username()
+            )
+        except engine.BrokerUnavailable as exc:
+            self.message_user(request, f"Cleanup not started: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancedashboard_changelist"))
         dispatch_message(self, request, run, created, "Dry run of the cleanup" if dry_run else "Cleanup")
         return HttpResponseRedirect(reverse("admin:oauth_tasks_maintenancedashboard_changelist"))
 
@@ -425,7 +437,7 @@ class MaintenanceDashboardAdmin(admin.ModelAdmin):
                 format_html("Run #{} not resumed: {} does the same work.", run.pk, run_link(conflict.run)),
                 messages.WARNING,
             )
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, ValidationError, engine.BrokerUnavailable) as exc:
             self.message_user(request, f"Run #{run.pk} not {action}ed: {exc}", messages.WARNING)
         else:
             verb = "cancelled (after its current batch)" if action == "cancel" else "resumed"

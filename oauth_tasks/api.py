@@ -245,6 +245,14 @@ def serialize_run(request: HttpRequest, run: MaintenanceRun) -> dict[str, Any]:
     }
 
 
+def _broker_unavailable(exc: Exception) -> JsonResponse:
+    """503: no broker answers, so no worker would hear of the run; nothing is left active."""
+    logger.warning("maintenance api: %s", exc, extra={"event": "broker_unavailable"})
+    response = _error(503, "broker_unavailable", str(exc))
+    response["Retry-After"] = "30"
+    return response
+
+
 def _bad_request(request: HttpRequest, field: str, message: str, errors: dict | None = None) -> JsonResponse:
     logger.info(
         "maintenance api bad request method=%s path=%s field=%s",
@@ -350,6 +358,8 @@ def _start(request: HttpRequest, caller: Caller) -> JsonResponse:
         return _validation_response(request, exc)
     except PermissionDenied as exc:
         return _refuse(request, 403, "forbidden", str(exc), who=caller.label)
+    except engine.BrokerUnavailable as exc:
+        return _broker_unavailable(exc)
     if not created:
         response = _error(
             409,
@@ -414,4 +424,6 @@ def run_resume(request: HttpRequest, caller: Caller, run_id: int) -> JsonRespons
         )
     except ValueError as exc:
         return _error(409, "not_resumable", str(exc), run_id=run.pk)
+    except engine.BrokerUnavailable as exc:
+        return _broker_unavailable(exc)
     return JsonResponse(serialize_run(request, run), status=202)

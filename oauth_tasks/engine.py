@@ -34,6 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from oauth_provider.cleanup import validate_batch_size, validate_interval
+from oauth_provider.maintenance import DispatchUnavailable
 
 from .jobs import get_job
 from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
@@ -41,6 +42,50 @@ from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
 logger = logging.getLogger(__name__)
 
 RUN_BATCH_TASK = "oauth_tasks.run_batch"
+
+
+class BrokerUnavailable(DispatchUnavailable):
+    """No broker answers at the Celery app's broker URL (shown with its password masked)."""
+
+
+#: Seconds a dispatch waits for the broker to answer before it gives up.
+BROKER_CHECK_TIMEOUT = 3.0
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def broker_display_url() -> str:
+    """The broker URL messages go to, password masked, for error messages and logs."""
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        return _masked(conn.as_uri(include_password=True))
+
+
+def check_broker() -> None:
+    """Raise BrokerUnavailable unless the broker answers within ``BROKER_CHECK_TIMEOUT`` seconds.
+
+    A dispatch checks first, so that with no broker it fails at once with one clear line instead of
+    creating a run whose first message cannot be sent.
+    """
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        url = _masked(conn.as_uri(include_password=True))
+        try:
+            conn.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT)
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BrokerUnavailable(f"no broker answers at {url}: {reason}") from None
 
 
 class RunConflict(Exception):
@@ -103,6 +148,9 @@ def dispatch(
     (``run_batch(..., chain=False)``), and the watchdog hands the run to a worker if it stops.
     With ``user`` (a person starting the run from a view), the permissions the job asks for these
     parameters are checked too: PermissionDenied names the first one missing.
+    When a message is to be sent and no broker answers, BrokerUnavailable: before anything is
+    written, or, when the broker goes away between the check and the send, with the new run marked
+    failed (never left pending).
     """
     job = get_job(kind)
     cleaned = job.validate_params(params)
@@ -124,6 +172,8 @@ def dispatch(
     existing = active_run(kind, key)
     if existing is not None:
         return existing, False
+    if enqueue:
+        check_broker()
     now = timezone.now()
     estimated_counts = job.estimate(cleaned, now)
     task_id = str(uuid.uuid4())
@@ -149,9 +199,7 @@ def dispatch(
             )
             job.on_dispatch(run)
             if enqueue:
-                transaction.on_commit(
-                    lambda: enqueue_batch(run.pk, 0, countdown=0, task_id=task_id, kind=kind)
-                )
+                transaction.on_commit(lambda: _send_first_batch(run, task_id))
     except IntegrityError:
         existing = active_run(kind, key)
         if existing is None:  # the other run finished in between: the constraint is free again
@@ -168,6 +216,17 @@ def dispatch(
         extra={"run_id": run.pk, "job": kind, "event": "dispatched"},
     )
     return run, True
+
+
+def _send_first_batch(run: MaintenanceRun, task_id: str) -> None:
+    """Enqueue batch 0 after the run committed; if the broker refuses, fail the run and say so."""
+    try:
+        enqueue_batch(run.pk, 0, countdown=0, task_id=task_id, kind=run.kind)
+    except Exception as exc:
+        message = f"the first batch could not be sent to the broker at {broker_display_url()}"
+        mark_failed(run.pk, 0, f"{message}: {type(exc).__name__}")
+        run.refresh_from_db()
+        raise BrokerUnavailable(f"{message} ({type(exc).__name__}): run #{run.pk} marked failed") from None
 
 
 def enqueue_batch(
@@ -378,10 +437,11 @@ def cancel(run: MaintenanceRun | int, *, by: str = "") -> MaintenanceRun:
 def resume(run: MaintenanceRun | int) -> MaintenanceRun:
     """Continue a failed, cancelled or stalled run from its phase and cursor.
 
-    Raises RunConflict when another active run does the same work, and ValueError for a run that
-    succeeded (there is nothing left to do).
+    Raises RunConflict when another active run does the same work, ValueError for a run that
+    succeeded (there is nothing left to do) and BrokerUnavailable when no broker answers.
     """
     run_id = run.pk if isinstance(run, MaintenanceRun) else run
+    check_broker()
     try:
         with transaction.atomic():
             locked = _locked(run_id)

@@ -21,14 +21,14 @@ logger = logging.getLogger(__name__)
 
 
 def watchdog_pass() -> list[int]:
-    """One pass: re-enqueue stalled runs; a database error is logged and the next pass tries again."""
-    from django.db import DatabaseError, connection
+    """One pass: re-enqueue stalled runs; a database or broker error is logged, the next pass retries."""
+    from django.db import connection
 
     from . import engine
 
     try:
         return engine.requeue_stalled_runs()
-    except DatabaseError as exc:
+    except Exception as exc:  # the database or the broker is away: the thread must outlive it
         logger.warning(
             "maintenance watchdog pass failed: %s", type(exc).__name__, extra={"event": "watchdog_error"}
         )

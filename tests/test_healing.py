@@ -203,6 +203,25 @@ def test_a_message_that_is_not_json_is_dropped_and_the_worker_goes_on(
     assert_exact(done, ds, expected_kept, expected_counts, "non-JSON messages pushed", recovered - pushed_at)
 
 
+def test_dispatch_with_no_broker_fails_in_one_line_naming_it_and_leaves_no_active_run(fault_env):
+    from config.embedded_redis import free_port
+    from oauth_tasks.models import MaintenanceRun
+
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**fault_env, "CELERY_BROKER_URL": nowhere, "CELERY_RESULT_BACKEND": nowhere}
+    for command in (["cleartokens", "--async"], ["revoke_tokens", "--scope", "read"]):
+        result = manage(env, *command)
+        assert result.returncode != 0, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and nowhere in lines[0], result.stderr
+    assert not MaintenanceRun.objects.exists()
+
+    # With the broker back, the same command starts the run at once: nothing blocks it.
+    result = manage(fault_env, "cleartokens", "--async")
+    assert result.returncode == 0 and result.stdout.startswith("Started cleanup run"), result.stderr
+    assert MaintenanceRun.objects.active().count() == 1
+
+
 def test_the_shipped_stall_margin_and_watchdog_interval_are_what_the_workers_use(fault_env):
     """The defaults the timings above depend on, as a worker process reads them."""
     code = (

@@ -184,10 +184,12 @@ def test_run_starts_web_worker_beat_and_flower_on_embedded_redis_and_sigint_stop
     )
     assert "worker@" in pong
 
-    # A cleanup dispatched to this stack runs on its worker and shows in Flower by name and label.
-    env = dict(os.environ, DATA_DIR=str(run.data_dir), CELERY_BROKER_URL=run.broker_url)
-    env["CELERY_RESULT_BACKEND"] = run.broker_url
-    env.pop("DATABASE_URL", None)
+    # A cleanup dispatched from another shell (no broker URL in its environment: the run command
+    # recorded its Redis in the data folder) runs on this stack's worker and shows in Flower.
+    assert (run.data_dir / "broker_url").read_text().strip() == run.broker_url
+    env = dict(os.environ, DATA_DIR=str(run.data_dir))
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DATABASE_URL"):
+        env.pop(name, None)
     dispatched = subprocess.run(
         [sys.executable, "manage.py", "cleartokens", "--async"],
         cwd=ROOT,
@@ -229,6 +231,7 @@ def test_run_starts_web_worker_beat_and_flower_on_embedded_redis_and_sigint_stop
     for port in (run.web_port, run.flower_port, run.redis_port):
         assert not port_open(port), f"port {port} still open"
     assert "stopped" in run.output().splitlines()[-1]
+    assert not (run.data_dir / "broker_url").exists()
 
 
 def test_a_child_that_dies_stops_the_rest_and_the_run_exits_non_zero(run_process):

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from oauth_provider import cleanup
-from oauth_provider.maintenance import NoAsyncDispatcher, get_async_dispatcher
+from oauth_provider.maintenance import DispatchUnavailable, NoAsyncDispatcher, get_async_dispatcher
 from oauth_provider.models import refresh_token_expire_timedelta
 
 from ..terminal import ProgressBar, bar_below_logs, logger_level
@@ -137,6 +137,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
+        except DispatchUnavailable as exc:
+            raise CommandError(f"--async: {exc}") from None
         if created:
             self.stdout.write(self.style.SUCCESS(f"Started cleanup run {run.pk}"))
         else:

@@ -73,6 +73,8 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(_error_text(exc)) from None
+        except engine.BrokerUnavailable as exc:
+            raise CommandError(f"{exc} (or run it here with --sync)") from None
         what = "dry run" if run.dry_run else "revocation"
         if created:
             if not run.dry_run:
