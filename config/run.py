@@ -21,6 +21,8 @@ default 2 processes of 8 threads),
 ``FLOWER_ADDRESS`` (default: the web host), ``FLOWER_BASIC_AUTH`` (``user:password[,...]``, read by
 Flower itself so it never shows in a process list), ``EMBEDDED_REDIS_PORT`` (default: a free port),
 ``RUN_STOP_TIMEOUT`` (seconds a child gets to stop before it is killed, default 30),
+``SECURE_SSL_REDIRECT`` / ``SESSION_COOKIE_SECURE`` / ``CSRF_COOKIE_SECURE`` / ``SECURE_HSTS_SECONDS``
+(off when the web host is loopback and they are unset: there is no TLS on 127.0.0.1),
 ``DJANGO_SUPERUSER_USERNAME`` / ``DJANGO_SUPERUSER_PASSWORD`` / ``DJANGO_SUPERUSER_EMAIL``.
 """
 
@@ -193,6 +195,23 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + existing if existing else "")
     env.update(extra or {})
     return env
+
+
+#: Settings that need TLS, turned off for a web server on loopback unless set in the environment:
+#: on 127.0.0.1 there is no TLS to redirect to, and a browser would not send secure cookies back.
+PLAIN_HTTP_ON_LOOPBACK = {
+    "SECURE_SSL_REDIRECT": "false",
+    "SESSION_COOKIE_SECURE": "false",
+    "CSRF_COOKIE_SECURE": "false",
+    "SECURE_HSTS_SECONDS": "0",
+}
+
+
+def plain_http_defaults(host: str) -> dict[str, str]:
+    """The TLS-only settings to turn off for a web server on ``host`` (none beyond loopback)."""
+    if host not in LOOPBACK_HOSTS:
+        return {}
+    return {name: value for name, value in PLAIN_HTTP_ON_LOOPBACK.items() if name not in os.environ}
 
 
 def check_flower_auth(host: str) -> str | None:
@@ -441,6 +460,7 @@ def run_all(args: argparse.Namespace) -> int:
         extra.setdefault("CELERY_RESULT_BACKEND", os.environ.get("CELERY_RESULT_BACKEND") or redis.url)
         supervisor.log(f"embedded Redis at {redis.url} (pid {redis.process.pid}, data in {redis.workdir})")
         record_embedded_broker(supervisor, redis.url)
+    extra.update(plain_http_defaults(args.host))
     supervisor.env = child_env(extra)
 
     code = 0
@@ -541,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oauth-provider-run: {error}", file=sys.stderr)
         return 2
     command = service_argv(args.service, host=args.host, port=args.port, dev=args.dev)
-    env = child_env()
+    env = child_env(plain_http_defaults(args.host) if args.service == "web" else None)
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
     return 0  # pragma: no cover - exec does not return

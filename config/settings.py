@@ -70,6 +70,51 @@ if SECRET_KEY in {"change-me", "changeme"} and not DEBUG:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """``HTTP_X_FORWARDED_PROTO,https``: the header a TLS-terminating proxy sets, and its value."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = (part.strip() for part in raw.partition(","))
+    if not header.startswith("HTTP_") or not value:
+        raise ImproperlyConfigured(
+            f"{name} must be 'HTTP_<HEADER>,<value>' as Django's request.META names it, "
+            f"e.g. HTTP_X_FORWARDED_PROTO,https; got {raw!r}"
+        )
+    return header, value
+
+
+# Transport security: TLS only, secure cookies and HSTS unless DEBUG is on. Behind a proxy that
+# terminates TLS, set SECURE_PROXY_SSL_HEADER so that Django knows a request came over https (the
+# proxy must set that header and drop one sent by the client). The health endpoint stays reachable
+# over plain HTTP for the container's own health check.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^maintenance/health/$"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -192,6 +237,8 @@ FLOWER_PORT = os.environ.get("FLOWER_PORT") or "5555"
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": env_bool("OIDC_ENABLED", True),
     "OIDC_RSA_PRIVATE_KEY": os.environ.get("OIDC_RSA_PRIVATE_KEY", ""),
+    # The issuer, when it must not follow the request's scheme and host (empty: derived from them).
+    "OIDC_ISS_ENDPOINT": os.environ.get("OIDC_ISS_ENDPOINT", ""),
     "SCOPES": {
         "read": "Reading scope",
         "write": "Writing scope",

@@ -35,6 +35,17 @@ else:
 os.environ.setdefault("CELERY_RESULT_BACKEND", os.environ["CELERY_BROKER_URL"])
 
 
+@pytest.fixture(autouse=True)
+def plain_http_test_server(settings):
+    """The in-process servers of the tests speak plain HTTP on loopback: no redirect to https and
+    cookies a client sends back over HTTP. Production keeps the secure defaults of
+    ``config/settings.py``; ``tests/test_transport_security.py`` holds them to that."""
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.SECURE_HSTS_SECONDS = 0
+
+
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):
     """Poll ``predicate`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 from requests_oauthlib import OAuth2Session
 
 from config import run
 from oauth_tasks.logging import MASK
-from tests.conftest import database_url_for
+from tests.gunicorn_server import Gunicorn
 from tests.test_endpoints_support import (
     PASSWORD,
     REDIRECT_URI,
@@ -35,68 +29,20 @@ from tests.test_endpoints_support import (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Gunicorn:
-    """``oauth-provider-run web``'s command line, on a free port, against the test database."""
-
-    def __init__(self, log_path: Path, log_format: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        argv = run.service_argv("web", host="127.0.0.1", port=self.port)
-        env = run.child_env(
-            {
-                "DATABASE_URL": database_url_for(connection.settings_dict),
-                "LOG_FORMAT": log_format,
-                "LOG_LEVEL": "DEBUG",  # the most an operator can ask gunicorn and Django to say
-                "OAUTHLIB_INSECURE_TRANSPORT": "1",
-            }
-        )
-        env["GUNICORN_CMD_ARGS"] = "--log-level debug"
-        self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(
-            argv, cwd=run.ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {self.process.returncode}:\n{self.text()}")
-            try:
-                requests.get(f"{self.url}/static/none", timeout=10)
-                return
-            except requests.RequestException:
-                time.sleep(0.2)
-        pytest.fail(f"gunicorn did not answer within {timeout}s:\n{self.text()}")
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
-        self._log.close()
-        return self.text()
-
-    def text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
 def gunicorn_factory(transactional_db, tmp_path, monkeypatch):
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the OAuth client, over plain HTTP
     servers: list[Gunicorn] = []
 
     def start(log_format: str) -> Gunicorn:
-        server = Gunicorn(tmp_path / f"gunicorn-{log_format}.log", log_format)
+        server = Gunicorn(
+            tmp_path / f"gunicorn-{log_format}.log",
+            {
+                "LOG_FORMAT": log_format,
+                "LOG_LEVEL": "DEBUG",  # the most an operator can ask gunicorn and Django to say
+                **run.plain_http_defaults("127.0.0.1"),
+            },
+        )
         servers.append(server)
         server.wait_ready()
         return server
