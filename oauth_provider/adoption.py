@@ -222,24 +222,28 @@ def dead_predicate(ctx: Context, table: str, alias: str = "s") -> tuple[str, lis
     return "(1=0)", []
 
 
-def _selection(ctx: Context, table: str, lo: int, hi: int) -> tuple[str, list]:
-    """WHERE clause (on source alias ``s``) of the rows one window copies."""
+def _selection(ctx: Context, table: str, lo: int, hi: int, changed: bool = False) -> tuple[str, list]:
+    """WHERE clause (on source alias ``s``) of the rows one window copies.
+
+    ``changed``: a catch-up's second pass over the ids at or below the previous run's high-water
+    mark. Those rows were copied (or skipped as dead) already: they are updated when DOT changed
+    them since, and never inserted again, so a token this provider deleted (revoked, cleaned up)
+    does not come back.
+    """
     where, params = ["s.id > %s AND s.id <= %s"], [lo, hi]
-    mark = ctx.high_water.get(table)
-    if mark is not None and ctx.since is not None:
-        # At or below the previous run's high-water mark a row was copied (or skipped as dead)
-        # already: it is updated when DOT changed it, and never inserted again, so a token this
-        # provider deleted (revoked, cleaned up) since does not come back.
-        where.append(
-            f"(s.id > %s OR (s.updated >= %s AND EXISTS "
-            f"(SELECT 1 FROM {ctx.dst(table)} t2 WHERE t2.id = s.id)))"
-        )
-        params += [mark, ctx.dt(ctx.since)]
+    if changed:
+        where.append(f"s.updated >= %s AND EXISTS (SELECT 1 FROM {ctx.dst(table)} t2 WHERE t2.id = s.id)")
+        params.append(ctx.dt(ctx.since))
     if ctx.skip_dead and table != APPLICATIONS:
         dead, dead_params = dead_predicate(ctx, table)
         where.append(f"(NOT {dead} OR EXISTS (SELECT 1 FROM {ctx.dst(table)} t0 WHERE t0.id = s.id))")
         params += dead_params
     return " AND ".join(where), params
+
+
+def catch_up_mark(ctx: Context, table: str) -> int | None:
+    """The previous run's high-water mark of ``table`` on a catch-up, else None."""
+    return ctx.high_water.get(table) if ctx.since is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,9 +331,11 @@ def _problem_checks(ctx: Context, table: str) -> list[tuple[str, str, str, list]
     return checks
 
 
-def window_problems(ctx: Context, table: str, lo: int, hi: int, *, examples: int = 5) -> list[dict[str, Any]]:
+def window_problems(
+    ctx: Context, table: str, lo: int, hi: int, *, changed: bool = False, examples: int = 5
+) -> list[dict[str, Any]]:
     """The problems of the rows one window would copy: severity, what, count and a few source ids."""
-    where, params = _selection(ctx, table, lo, hi)
+    where, params = _selection(ctx, table, lo, hi, changed)
     found = []
     with connections[ctx.using].cursor() as cursor:
         for severity, what, condition, extra in _problem_checks(ctx, table):
@@ -437,20 +443,30 @@ def _sql_sha256(ctx: Context, expression: str) -> str:
 
 
 def copy_window(
-    ctx: Context, table: str, cursor: int | None, batch_size: int, *, dry_run: bool
+    ctx: Context, table: str, cursor: int | None, batch_size: int, *, dry_run: bool, changed: bool = False
 ) -> WindowResult:
     """Copy (upsert) the source rows of the next key window of ``table``; count them on a dry run.
 
-    A real batch refuses rows with a blocking problem (nothing of the window is written); the dry
-    run reports every problem. Call inside a transaction.
+    On a catch-up, the first pass (``changed=False``) only walks the ids above the previous run's
+    high-water mark, so tokens DOT issued since are here within seconds whatever the table's size;
+    the second pass (``changed=True``) walks the ids below it for rows DOT updated. A real batch
+    refuses rows with a blocking problem (nothing of the window is written); the dry run reports
+    every problem. Call inside a transaction.
     """
     first, last = source_bounds(ctx, table)
+    mark = catch_up_mark(ctx, table)
+    if changed:
+        if mark is None or last is None:
+            return WindowResult(0, int(cursor) if cursor is not None else 0, True)
+        last = min(last, mark)
+    elif mark is not None and first is not None:
+        first = max(first, mark + 1)
     window = _window(first, last, cursor, batch_size)
     if window is None:
         return WindowResult(0, int(cursor) if cursor is not None else 0, True)
     lo, hi = window
-    problems = window_problems(ctx, table, lo, hi)
-    where, params = _selection(ctx, table, lo, hi)
+    problems = window_problems(ctx, table, lo, hi, changed=changed)
+    where, params = _selection(ctx, table, lo, hi, changed)
     if dry_run:
         with connections[ctx.using].cursor() as db:
             db.execute(f"SELECT COUNT(*) FROM {ctx.src(table)} s WHERE {where}", params)

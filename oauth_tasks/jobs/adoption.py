@@ -4,9 +4,11 @@ The batches are those of ``oauth_provider.adoption``; this job orders them into 
 the run's report in ``run.result``: the catch-up state it started from, the problems found, the
 verification counts and sample, and the sequences' next ids. Phases, in order:
 
-* ``prune_*``: adopted rows DOT deleted since the previous adoption (nothing on a first one);
-* the five tables, by key window: applications, grants, ID tokens, access tokens, refresh tokens;
+* the five tables, by key window: applications, grants, ID tokens, access tokens, refresh tokens
+  (on a catch-up, only the ids above the previous run's high-water mark: new tokens come first);
 * ``relink``: each access token's ``source_refresh_token``, once the refresh tokens are in;
+* ``prune_*``: adopted rows DOT deleted since the previous adoption (nothing on a first one);
+* ``changed_*``: on a catch-up, the rows below the high-water mark that DOT updated since;
 * ``sequences``: this provider's next ids past every adopted id, plus ``headroom``;
 * ``verify_*`` and ``verify_sample``: counts per table and a sample compared column by column.
 
@@ -29,10 +31,19 @@ from oauth_provider import adoption
 from .base import BatchOutcome, Job
 from .registry import register_job
 
-PRUNE_PHASES = [f"prune_{table}" for table in adoption.PRUNED_TABLES]
 COPY_PHASES = list(adoption.TABLES)
+PRUNE_PHASES = [f"prune_{table}" for table in adoption.PRUNED_TABLES]
+CHANGED_PHASES = [f"changed_{table}" for table in adoption.TABLES]
 VERIFY_PHASES = [f"verify_{table}" for table in adoption.TABLES]
-PHASES = [*PRUNE_PHASES, *COPY_PHASES, "relink", "sequences", *VERIFY_PHASES, "verify_sample"]
+PHASES = [
+    *COPY_PHASES,
+    "relink",
+    *PRUNE_PHASES,
+    *CHANGED_PHASES,
+    "sequences",
+    *VERIFY_PHASES,
+    "verify_sample",
+]
 
 #: Problems kept per table and kind in the run's report (counts are always complete).
 PROBLEM_EXAMPLES = 5
@@ -176,8 +187,11 @@ class AdoptDotJob(Job):
             if not result.get("catch_up"):
                 return BatchOutcome(processed=0, cursor=None, phase_done=True)
             window = adoption.prune_window(ctx, table, cursor, run.batch_size, dry_run=run.dry_run)
-        elif phase in COPY_PHASES:
-            window = adoption.copy_window(ctx, phase, cursor, run.batch_size, dry_run=run.dry_run)
+        elif phase in COPY_PHASES or phase in CHANGED_PHASES:
+            table = phase.removeprefix("changed_")
+            window = adoption.copy_window(
+                ctx, table, cursor, run.batch_size, dry_run=run.dry_run, changed=phase != table
+            )
             if window.problems:
                 result["problems"] = merge_problems(result.get("problems", []), window.problems)
                 detail["problems"] = sum(p["count"] for p in window.problems)
