@@ -117,8 +117,9 @@ class DotWriter(threading.Thread):
                 token = secrets.token_urlsafe(30)
                 now = datetime.now(UTC)
                 conn.execute(
-                    "INSERT INTO oauth2_provider_accesstoken (user_id, application_id, token, token_checksum, "
-                    "expires, scope, created, updated, resource) VALUES (1, 1, %s, %s, %s, 'read', %s, %s, '[]')",
+                    "INSERT INTO oauth2_provider_accesstoken (user_id, application_id, token, "
+                    "token_checksum, expires, scope, created, updated, resource) "
+                    "VALUES (1, 1, %s, %s, %s, 'read', %s, %s, '[]')",
                     [token, hashlib.sha256(token.encode()).hexdigest(), now + timedelta(hours=1), now, now],
                 )
                 self.issued.append((hashlib.sha256(token.encode()).hexdigest(), time.monotonic()))
@@ -140,7 +141,8 @@ class Prober(threading.Thread):
                 pending = [c for c, _ in list(self.writer.issued) if c not in self.seen]
                 if pending:
                     found = conn.execute(
-                        "SELECT token_checksum FROM oauth_provider_accesstoken WHERE token_checksum = ANY(%s)",
+                        "SELECT token_checksum FROM oauth_provider_accesstoken "
+                        "WHERE token_checksum = ANY(%s)",
                         [pending],
                     ).fetchall()
                     now = time.monotonic()
@@ -220,8 +222,8 @@ def format_tables(
             "median wait s | catch-up before s | catch-up after s |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             f"| {downtime['issued']} | {downtime['known_at_switch']} | {downtime['waited']} | "
-            f"{downtime['max_wait']:.1f} | {downtime['median_wait']:.1f} | {downtime['catch_up_before']:.1f} | "
-            f"{downtime['catch_up_after']:.1f} |",
+            f"{downtime['max_wait']:.1f} | {downtime['median_wait']:.1f} | "
+            f"{downtime['catch_up_before']:.1f} | {downtime['catch_up_after']:.1f} |",
         ]
     return "\n".join(lines)
 
