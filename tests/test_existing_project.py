@@ -134,7 +134,9 @@ def test_an_existing_project_migrates_schedules_and_cleans_up_with_its_own_worke
             ).pk
             for i in range(3)
         ]
-        live = AccessToken.objects.create(user=user, application=app, token="live", expires=now + timedelta(hours=1))
+        live = AccessToken.objects.create(
+            user=user, application=app, token="live", expires=now + timedelta(hours=1)
+        )
         print(json.dumps({"expired": expired, "live": live.pk}))
         """
     )
