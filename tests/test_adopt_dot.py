@@ -25,7 +25,7 @@ from requests.auth import HTTPBasicAuth
 from oauth_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 from oauth_provider.settings import oauth2_settings
 
-from .conftest import ROOT, database_url_for
+from .conftest import ROOT, database_url_for, wait_until
 from .test_endpoints_support import base_url_fixture, make_client  # noqa: F401  (the base_url fixture)
 
 DOT_USER = "dot-user"
@@ -250,3 +250,22 @@ def test_a_first_adoption_refuses_tables_that_already_hold_rows(dot):
 def test_adoption_without_dot_tables_names_the_missing_tables():
     with pytest.raises(CommandError, match="source_prefix: .*oauth2_provider_application"):
         adopt()
+
+
+@pytest.mark.worker
+def test_adoption_dispatched_to_a_worker_copies_the_tokens(dot, worker):
+    token = dot("login", DOT_USER)
+    out = io.StringIO()
+    call_command("adopt_dot", stdout=out)
+    assert "Dispatched adoption run" in out.getvalue()
+    from oauth_tasks.models import MaintenanceRun
+
+    run = MaintenanceRun.objects.get(kind="adopt_dot")
+    finished = wait_until(
+        lambda: MaintenanceRun.objects.filter(pk=run.pk, status__in=["succeeded", "failed"]).first(),
+        timeout=120,
+        message="the adoption run to finish on the worker",
+    )
+    assert (finished.status, finished.last_error) == ("succeeded", "")
+    assert finished.result["verified"] is True
+    assert get_access_token_model().lookup(token["access_token"]) is not None
