@@ -30,14 +30,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from config.embedded_redis import forget_broker_url, record_broker_url
 
@@ -96,6 +99,8 @@ SERVICES: dict[str, Service] = {
             "{python}", "-m", "celery", "-A", "config", "flower",
             "--port={flower_port}",
             "--address={flower_address}",
+            # Puts /metrics behind the same basic auth as every other page of Flower.
+            "--conf={flower_conf}",
         ),
         help="Flower, the Celery monitor (basic auth from FLOWER_BASIC_AUTH)",
     ),
@@ -111,6 +116,7 @@ def service_fields(host: str, port: int) -> dict[str, str]:
         "host": host,
         "port": str(port),
         "flower_port": os.environ.get("FLOWER_PORT") or "5555",
+        "flower_conf": str(ROOT / "config" / "flowerconfig.py"),
         "flower_address": os.environ.get("FLOWER_ADDRESS") or host,
         **web_server_fields(),
     }
@@ -212,6 +218,37 @@ def plain_http_defaults(host: str) -> dict[str, str]:
     if host not in LOOPBACK_HOSTS:
         return {}
     return {name: value for name, value in PLAIN_HTTP_ON_LOOPBACK.items() if name not in os.environ}
+
+
+#: The placeholder .env.example gives every password ("change-me"), and its usual spellings.
+EXAMPLE_VALUE = re.compile(r"change[-_ ]?me", re.IGNORECASE)
+#: Variables holding a password, and URLs that may carry one (``scheme://user:password@host``).
+PASSWORD_VARIABLES = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "DJANGO_SUPERUSER_PASSWORD")
+URL_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+def example_value_errors(env: Mapping[str, str]) -> list[str]:
+    """One message per password of ``env`` still at the example value of ``.env.example``.
+
+    Like ``SECRET_KEY`` in the settings, an example password is refused: every service stops at
+    start instead of running with a password printed in the repository.
+    """
+    errors = []
+    for name in PASSWORD_VARIABLES:
+        if EXAMPLE_VALUE.search(env.get(name) or ""):
+            errors.append(f"{name} is still the example value from .env.example: set a random one")
+    for name in URL_VARIABLES:
+        password = urlsplit(env.get(name) or "").password or ""
+        if EXAMPLE_VALUE.search(unquote(password)):
+            errors.append(f"the password in {name} is still the example value: set a random one")
+    for pair in (env.get("FLOWER_BASIC_AUTH") or "").split(","):
+        user, _, password = pair.partition(":")
+        if EXAMPLE_VALUE.search(password):
+            errors.append(
+                f"FLOWER_BASIC_AUTH: the password of {user.strip()!r} is still the example value: "
+                "set a random one"
+            )
+    return errors
 
 
 def check_flower_auth(host: str) -> str | None:
@@ -543,6 +580,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("DATA_DIR"):
         # Children run from the project folder: a relative data folder keeps meaning the caller's.
         os.environ["DATA_DIR"] = str(Path(os.environ["DATA_DIR"]).resolve())
+    errors = example_value_errors(os.environ)
+    if errors:
+        for error in errors:
+            print(f"oauth-provider-run: {error}", file=sys.stderr)
+        return 2
     os.chdir(ROOT)
     # Every child (Flower itself, and the web's start page linking to it) reads the chosen port.
     os.environ["FLOWER_PORT"] = str(args.flower_port)

@@ -9,68 +9,18 @@ of the web service, read by a fresh process (``manage.py check --deploy``, a rea
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
-import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import ROOT
+from tests.deployment import deployment_environment
 from tests.gunicorn_server import Gunicorn
 from tests.test_endpoints_support import PASSWORD, make_staff_user
 
-INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
 PROXY = {"X-Forwarded-Proto": "https", "Host": "auth.example.com"}
-
-
-def env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
-
-
-def interpolate(value: str, env: dict[str, str]) -> str:
-    def one(match: re.Match) -> str:
-        name, kind, default = match.groups()
-        if env.get(name):
-            return env[name]
-        assert kind == "-", f"${{{name}}} is required by the compose file"
-        return default
-
-    return INTERPOLATION.sub(one, str(value))
-
-
-def deployment_environment(tmp_path: Path) -> dict[str, str]:
-    """What the web container's process sees: .env.example (with its "change me" values set, as
-    the operator must) plus the compose file's environment for the web service."""
-    dotenv = {
-        name: secrets.token_urlsafe(50) if "change-me" in value else value
-        for name, value in env_file(ROOT / ".env.example").items()
-    }
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    web = compose["services"]["web"]
-    environment = {**compose["x-app"]["environment"], **(web.get("environment") or {})}
-    environment.pop("<<", None)
-    env = {**dotenv, **{name: interpolate(value, dotenv) for name, value in environment.items()}}
-    # The secret the compose file mounts, and a data folder of this test's own.
-    key = tmp_path / "oidc.pem"
-    key.write_bytes(
-        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    env.update(OIDC_RSA_PRIVATE_KEY_FILE=str(key), DATA_DIR=str(tmp_path / "data"))
-    return env
 
 
 def test_the_deployment_settings_pass_check_deploy_without_a_warning(tmp_path):
