@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import DisallowedRedirect
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,6 +14,9 @@ from oauthlib.common import Request as OAuthlibRequest
 from .settings import oauth2_settings
 
 DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+
+# The challenge of a failed client authentication (RFC 6749 5.2): clients authenticate with Basic.
+CLIENT_CHALLENGE = 'Basic realm="oauth2"'
 
 
 class OAuth2ResponseRedirect(HttpResponse):
@@ -67,6 +70,19 @@ def oidc_issuer(request: HttpRequest | OAuthlibRequest) -> str:
             django_request._get_scheme = lambda: "https"  # type: ignore[method-assign]
     url = django_request.build_absolute_uri(reverse("oauth2_provider:oidc-connect-discovery-info"))
     return url[: -len(DISCOVERY_SUFFIX)]
+
+
+def with_issuer(uri: str, issuer: str) -> str:
+    """``uri`` with the RFC 9207 ``iss`` parameter, beside the other authorization response parameters.
+
+    Those are in the fragment for the implicit and hybrid flows, in the query otherwise.
+    """
+    parts = urlsplit(uri)
+    param = urlencode({"iss": issuer})
+    if "=" in parts.fragment:
+        return urlunsplit(parts._replace(fragment=f"{parts.fragment}&{param}"))
+    query = f"{parts.query}&{param}" if parts.query else param
+    return urlunsplit(parts._replace(query=query))
 
 
 def bearer_error_response(error: dict | None, scopes: list[str] | None = None) -> HttpResponse:

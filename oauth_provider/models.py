@@ -285,6 +285,12 @@ class AbstractGrant(models.Model):
     )
     nonce = models.CharField(max_length=255, blank=True, default="")
     claims = models.TextField(blank=True)
+    # A code swapped for tokens is kept until it expires, marked, so that a replay is recognised and
+    # the tokens of its first exchange revoked (RFC 6749 4.1.2).
+    consumed = models.DateTimeField(null=True, blank=True)
+    token_family = models.UUIDField(null=True, blank=True)
+    # When the user last authenticated, for the ID token's auth_time (OpenID Connect Core 2).
+    auth_time = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from oauthlib import oauth2
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.common import urlencode, urlencoded
-from oauthlib.oauth2.rfc6749 import utils
+from oauthlib.oauth2.rfc6749 import errors, utils
 
 from .exceptions import FatalClientError, OAuthToolkitError
 from .models import get_access_token_model
@@ -61,13 +61,39 @@ class OAuthLibCore:
     def validate_authorization_request(self, request: HttpRequest) -> tuple[list[str], dict[str, Any]]:
         try:
             uri, http_method, body, headers = self._extract_params(request)
-            return self.server.validate_authorization_request(
+            scopes, credentials = self.server.validate_authorization_request(
                 uri, http_method=http_method, body=body, headers=headers
             )
         except oauth2.FatalClientError as error:
             raise FatalClientError(error=error) from error
         except oauth2.OAuth2Error as error:
             raise OAuthToolkitError(error=error) from error
+        self._check_code_challenge_method(uri, credentials)
+        return scopes, credentials
+
+    @staticmethod
+    def _check_code_challenge_method(uri: str, credentials: dict[str, Any]) -> None:
+        """Refuse a PKCE method outside ``PKCE_CODE_CHALLENGE_METHODS`` (oauthlib takes both).
+
+        oauthlib reads a challenge without a method as ``plain`` (RFC 7636 4.3), so with the
+        default ``["S256"]`` that is refused too. The redirect URI is trusted by now: the error
+        goes back to the client.
+        """
+        if not credentials.get("code_challenge"):
+            return
+        method = credentials.get("code_challenge_method")
+        if method in oauth2_settings.PKCE_CODE_CHALLENGE_METHODS:
+            return
+        oauthlib_request = OAuthlibRequest(uri)
+        oauthlib_request.redirect_uri = credentials.get("redirect_uri")
+        oauthlib_request.state = credentials.get("state")
+        allowed = ", ".join(oauth2_settings.PKCE_CODE_CHALLENGE_METHODS)
+        raise OAuthToolkitError(
+            error=errors.UnsupportedCodeChallengeMethodError(
+                description=f"code_challenge_method {method!r} is not supported; use {allowed}.",
+                request=oauthlib_request,
+            )
+        )
 
     def create_authorization_response(
         self, request: HttpRequest, scopes: list[str], credentials: dict[str, Any], allow: bool
@@ -98,6 +124,10 @@ class OAuthLibCore:
         problem = requested_scope_problem(utils.scope_to_list(scope)) if scope else None
         if problem:
             error = oauth2.InvalidScopeError(description=problem)
+            return None, error.headers, error.json, error.status_code
+        if not request.POST.get("grant_type"):
+            # oauthlib would fall back to its default grant type and answer unsupported_grant_type.
+            error = errors.InvalidRequestError(description="Missing grant_type parameter.")
             return None, error.headers, error.json, error.status_code
         try:
             with transaction.atomic(using=router.db_for_write(get_access_token_model())):

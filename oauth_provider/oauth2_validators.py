@@ -26,6 +26,10 @@ from django.utils import timezone
 from jwcrypto import jwt
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors, utils
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import (
+    code_challenge_method_plain,
+    code_challenge_method_s256,
+)
 from oauthlib.openid import RequestValidator
 
 from . import tokens
@@ -60,6 +64,9 @@ GRANT_TYPE_MAPPING: dict[str, tuple[str, ...]] = {
         AbstractApplication.GRANT_OPENID_HYBRID,
     ),
 }
+
+# How a PKCE code_verifier answers a code_challenge, by method (RFC 7636 4.6).
+PKCE_CHECKS = {"S256": code_challenge_method_s256, "plain": code_challenge_method_plain}
 
 # RFC 6750 error bodies of a failed bearer check, by the reason tokens.access_token_problem gives.
 BEARER_ERRORS = {
@@ -235,6 +242,20 @@ class OAuth2Validator(RequestValidator):
         grant = self._grant(code, request)
         if grant is None or grant.is_expired():
             return False
+        if grant.consumed is not None:
+            # A replayed code: whoever holds it, the tokens of the first exchange may be in the wrong
+            # hands (RFC 6749 4.1.2). oauthlib answers without raising, so the revocation commits.
+            log.warning("Authorization code replayed; revoking the tokens of its first exchange")
+            get_refresh_token_model().revoke_family(grant.token_family)
+            return False
+        if not self._code_verifier_matches(grant, request):
+            # One guess per code: a failed PKCE verification burns it (RFC 9700 2.1.1). oauthlib
+            # answers validation errors without raising, so the delete is committed.
+            log.info("PKCE verification failed; authorization code of client %s burnt", client_id)
+            grant.delete()
+            if request.code_verifier is None:
+                raise errors.MissingCodeVerifierError(request=request)
+            return False
         if grant.user is None or not tokens.is_issued_token_allowed(grant, request):
             # An inactive user, or a revocation started after the code was issued: the tokens it
             # would be swapped for are newer than the revocation and would escape it.
@@ -247,18 +268,48 @@ class OAuth2Validator(RequestValidator):
             request.claims = json.loads(grant.claims)
         return True
 
-    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, *args, **kwargs) -> bool:
+    @staticmethod
+    def _code_verifier_matches(grant, request: Request) -> bool:
+        """Whether the request's ``code_verifier`` answers the grant's PKCE challenge (RFC 7636 4.6).
+
+        True for a grant without a challenge (``PKCE_REQUIRED`` is oauthlib's check). A challenge
+        stored with a method no longer in ``PKCE_CODE_CHALLENGE_METHODS`` does not verify.
+        """
+        if not grant.code_challenge:
+            return True
+        method = grant.code_challenge_method or grant.CODE_CHALLENGE_PLAIN
+        verifier = request.code_verifier
+        if verifier is None or method not in oauth2_settings.PKCE_CODE_CHALLENGE_METHODS:
+            return False
+        check = PKCE_CHECKS.get(method)
+        return check is not None and check(verifier, grant.code_challenge)
+
+    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, request, *args, **kwargs) -> bool:
+        """The redirect URI of the authorization request, or ``invalid_grant`` (RFC 6749 5.2).
+
+        oauthlib would answer ``invalid_request``; the code was issued to another URI, which is
+        what ``invalid_grant`` names.
+        """
         grant = get_grant_model().objects.filter(code=code, application=client).first()
-        return grant is not None and grant.redirect_uri_allowed(redirect_uri)
+        if grant is None or not grant.redirect_uri_allowed(redirect_uri):
+            raise errors.InvalidGrantError(
+                description="redirect_uri does not match the one of the authorization request.",
+                request=request,
+            )
+        return True
 
     def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs) -> None:
-        """Delete the code; a code already consumed (a concurrent exchange) is an invalid grant.
+        """Mark the code consumed, with the token family it was swapped for, until it expires.
 
-        The token endpoint runs in one transaction, so raising here also undoes the tokens
-        this exchange just saved.
+        A code already consumed (a concurrent exchange) is an invalid grant. The token endpoint
+        runs in one transaction, so raising here also undoes the tokens this exchange just saved.
         """
-        deleted, _ = get_grant_model().objects.filter(code=code, application=request.client).delete()
-        if not deleted:
+        marked = (
+            get_grant_model()
+            .objects.filter(code=code, application=request.client, consumed__isnull=True)
+            .update(consumed=timezone.now(), token_family=getattr(request, "issued_token_family", None))
+        )
+        if not marked:
             raise errors.InvalidGrantError(request=request)
 
     def get_authorization_code_scopes(self, client_id, code, redirect_uri, request) -> list[str]:
@@ -428,6 +479,7 @@ class OAuth2Validator(RequestValidator):
 
     def _create_refresh_token(self, request: Request, raw: str, access_token, previous):
         family = previous.token_family if previous is not None and previous.token_family else uuid.uuid4()
+        request.issued_token_family = family
         return get_refresh_token_model().objects.create(
             user=request.user,
             application=request.client,

@@ -71,7 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "ID_TOKEN_EXPIRE_SECONDS": 36000,
     "REFRESH_TOKEN_EXPIRE_SECONDS": None,
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
-    "REFRESH_TOKEN_REUSE_PROTECTION": False,
+    # On here, off in django-oauth-toolkit: a replayed rotated refresh token revokes its family.
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "ROTATE_REFRESH_TOKEN": True,
     "ERROR_RESPONSE_WITH_SCOPES": False,
     # Bounds of a requested ``scope`` parameter (not in django-oauth-toolkit, which has none).
@@ -130,6 +131,8 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATION_SERVER_EXP_TIME_ZONE": "UTC",
     # A bool, or a callable taking the client id and returning a bool.
     "PKCE_REQUIRED": True,
+    # The PKCE methods accepted and advertised; django-oauth-toolkit also takes "plain".
+    "PKCE_CODE_CHALLENGE_METHODS": ["S256"],
     "ALWAYS_RELOAD_OAUTHLIB_CORE": False,
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 10000,
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
@@ -355,6 +358,13 @@ class OAuth2ProviderSettings:
         if attr == "REQUEST_APPROVAL_PROMPT" and val not in ("force", "auto"):
             raise ImproperlyConfigured(
                 f"OAUTH2_PROVIDER setting 'REQUEST_APPROVAL_PROMPT' must be 'force' or 'auto', got {val!r}"
+            )
+        if attr == "PKCE_CODE_CHALLENGE_METHODS" and (
+            not isinstance(val, (list, tuple)) or not val or not set(val) <= {"S256", "plain"}
+        ):
+            raise ImproperlyConfigured(
+                "OAUTH2_PROVIDER setting 'PKCE_CODE_CHALLENGE_METHODS' must be a non-empty list of "
+                f"'S256' and 'plain', got {val!r}"
             )
         if attr == "PKCE_REQUIRED" and not (isinstance(val, bool) or callable(val)):
             raise ImproperlyConfigured(

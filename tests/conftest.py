@@ -389,8 +389,11 @@ class CleanupDataset:
             },
         }
 
-    def expected(self, *, grace=0, expire=None, reuse=False, snapshot=None, now=None) -> tuple[dict, dict]:
+    def expected(self, *, grace=0, expire=None, reuse=None, snapshot=None, now=None) -> tuple[dict, dict]:
         """(ids kept per table, count deleted per phase) by applying the rules to a snapshot.
+
+        ``reuse`` defaults to the configured ``REFRESH_TOKEN_REUSE_PROTECTION`` (on by default),
+        which a worker process reads from the same settings.
 
         ``now`` defaults to the dataset's; a cleanup that takes its own "now" later than that is
         predicted exactly by any ``now`` in the same gap between rows (rows sit within a second of
@@ -398,6 +401,10 @@ class CleanupDataset:
         """
         from datetime import timedelta
 
+        from oauth_provider.settings import oauth2_settings
+
+        if reuse is None:
+            reuse = oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION
         snap = snapshot or self.snapshot()
         now = now or self.now
         access = dict(snap["access"])

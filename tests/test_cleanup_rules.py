@@ -14,15 +14,23 @@ from django.db.models.signals import post_delete, pre_delete
 
 from oauth_provider import cleanup
 from oauth_provider.cleanup import PHASES, CleanupPlan, clear_expired, run_phase_batch
+from oauth_provider.settings import DEFAULTS
 
+# Reuse protection is on by default here (off in django-oauth-toolkit): every config says which.
+DOT_DEFAULTS = {"REFRESH_TOKEN_REUSE_PROTECTION": False}
 CONFIGS = {
     "defaults": {},
-    "grace": {"REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 3600},
-    "expire": {"REFRESH_TOKEN_EXPIRE_SECONDS": 86400},
-    "expire+grace": {"REFRESH_TOKEN_EXPIRE_SECONDS": 86400, "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 60},
+    "dot-defaults": DOT_DEFAULTS,
+    "grace": {**DOT_DEFAULTS, "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 3600},
+    "expire": {**DOT_DEFAULTS, "REFRESH_TOKEN_EXPIRE_SECONDS": 86400},
+    "expire+grace": {
+        **DOT_DEFAULTS,
+        "REFRESH_TOKEN_EXPIRE_SECONDS": 86400,
+        "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 60,
+    },
     "reuse+expire": {"REFRESH_TOKEN_EXPIRE_SECONDS": 86400, "REFRESH_TOKEN_REUSE_PROTECTION": True},
     "reuse-without-expire": {"REFRESH_TOKEN_REUSE_PROTECTION": True},
-    "expire-as-timedelta": {"REFRESH_TOKEN_EXPIRE_SECONDS": timedelta(days=1)},
+    "expire-as-timedelta": {**DOT_DEFAULTS, "REFRESH_TOKEN_EXPIRE_SECONDS": timedelta(days=1)},
 }
 
 
@@ -34,7 +42,7 @@ def configure(settings, overrides: dict) -> dict:
     return {
         "grace": overrides.get("REFRESH_TOKEN_GRACE_PERIOD_SECONDS", 0),
         "expire": expire,
-        "reuse": overrides.get("REFRESH_TOKEN_REUSE_PROTECTION", False),
+        "reuse": overrides.get("REFRESH_TOKEN_REUSE_PROTECTION", DEFAULTS["REFRESH_TOKEN_REUSE_PROTECTION"]),
     }
 
 
@@ -63,7 +71,7 @@ def test_clear_expired_deletes_exactly_the_rows_the_rules_select(
 
 @pytest.mark.django_db
 def test_deleted_refresh_tokens_unlink_the_access_tokens_minted_from_them(settings, cleanup_dataset):
-    configure(settings, {})
+    configure(settings, DOT_DEFAULTS)  # revoked refresh tokens are deleted, not kept for reuse detection
     ds = cleanup_dataset()
     before = ds.snapshot()
     sources = {

@@ -18,6 +18,12 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
+@pytest.fixture(autouse=True)
+def revoked_refresh_tokens_are_deleted(settings):
+    """django-oauth-toolkit's default: without reuse protection, rule 1 deletes revoked refresh tokens."""
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_REUSE_PROTECTION": False}
+
+
 @pytest.fixture
 def rotated():
     user = make_user()

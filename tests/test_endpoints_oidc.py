@@ -54,7 +54,8 @@ def test_discovery_document_points_at_the_endpoints(base_url):
     assert config["jwks_uri"] == f"{base_url}/o/.well-known/jwks.json"
     assert config["userinfo_endpoint"] == f"{base_url}/o/userinfo/"
     assert "RS256" in config["id_token_signing_alg_values_supported"]
-    assert set(config["code_challenge_methods_supported"]) == {"S256", "plain"}
+    assert config["code_challenge_methods_supported"] == ["S256"]
+    assert config["authorization_response_iss_parameter_supported"] is True
 
 
 def test_rs256_id_token_verified_with_keys_from_the_jwks_url(base_url):
@@ -144,4 +145,8 @@ def test_prompt_none_without_consent_redirects_consent_required(base_url):
     response = browser.get(url, allow_redirects=False)
 
     assert response.status_code == 302
-    assert query_of(response.headers["Location"]) == {"error": "consent_required", "state": state}
+    assert query_of(response.headers["Location"]) == {
+        "error": "consent_required",
+        "state": state,
+        "iss": f"{base_url}/o",
+    }

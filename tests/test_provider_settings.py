@@ -24,7 +24,7 @@ EXPECTED_DEFAULTS = {
     "ID_TOKEN_EXPIRE_SECONDS": 36000,
     "REFRESH_TOKEN_EXPIRE_SECONDS": None,
     "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
-    "REFRESH_TOKEN_REUSE_PROTECTION": False,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # off in django-oauth-toolkit
     "ROTATE_REFRESH_TOKEN": True,
     "ERROR_RESPONSE_WITH_SCOPES": False,
     "REQUEST_APPROVAL_PROMPT": "force",
@@ -44,6 +44,7 @@ EXPECTED_DEFAULTS = {
     "RESOURCE_SERVER_INTROSPECTION_CREDENTIALS": None,
     "RESOURCE_SERVER_TOKEN_CACHING_SECONDS": 36000,
     "PKCE_REQUIRED": True,
+    "PKCE_CODE_CHALLENGE_METHODS": ["S256"],  # django-oauth-toolkit also takes plain
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 10000,
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
 }
@@ -107,6 +108,9 @@ def test_bad_import_string_fails_only_on_access_and_names_the_key():
         ("CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL", -0.5),
         ("REQUEST_APPROVAL_PROMPT", "sometimes"),
         ("PKCE_REQUIRED", "yes"),
+        ("PKCE_CODE_CHALLENGE_METHODS", ["S512"]),
+        ("PKCE_CODE_CHALLENGE_METHODS", []),
+        ("PKCE_CODE_CHALLENGE_METHODS", "S256"),
     ],
 )
 def test_bad_values_are_improperly_configured_naming_the_key(name, value):

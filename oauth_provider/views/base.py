@@ -19,7 +19,7 @@ from django.views.generic import FormView, View
 
 from .. import tokens
 from ..exceptions import OAuthToolkitError
-from ..http import OAuth2ResponseRedirect
+from ..http import CLIENT_CHALLENGE, OAuth2ResponseRedirect, oidc_issuer, with_issuer
 from ..models import get_access_token_model, get_application_model
 from ..scopes import get_scopes_backend
 from ..settings import oauth2_settings
@@ -52,7 +52,8 @@ class BaseAuthorizationView(LoginRequiredMixin, OAuthLibMixin, View):
             if application is not None
             else oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES
         )
-        return OAuth2ResponseRedirect(redirect_to, schemes)
+        # RFC 9207: the client can tell which provider answered (a mix-up attack defence).
+        return OAuth2ResponseRedirect(with_issuer(redirect_to, oidc_issuer(self.request)), schemes)
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -186,8 +187,7 @@ class TokenView(OAuthLibMixin, View):
             if token is not None:
                 app_authorized.send(sender=self, request=request, token=token)
         response = HttpResponse(content=body, status=status, content_type="application/json")
-        for key, value in headers.items():
-            response[key] = value
+        copy_headers(response, headers, status)
         # RFC 6749 5.1: token responses must not be cached.
         response["Cache-Control"] = "no-store"
         response["Pragma"] = "no-cache"
@@ -202,6 +202,17 @@ class RevokeTokenView(OAuthLibMixin, View):
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         _url, headers, body, status = self.create_revocation_response(request)
         response = HttpResponse(content=body or "", status=status)
-        for key, value in headers.items():
-            response[key] = value
+        copy_headers(response, headers, status)
         return response
+
+
+def copy_headers(response: HttpResponse, headers: dict[str, str], status: int) -> None:
+    """oauthlib's headers onto the response; a 401 challenges for client credentials.
+
+    oauthlib answers a failed client authentication with a ``Bearer`` challenge; RFC 6749 5.2
+    wants the scheme the client authenticates with, ``Basic``.
+    """
+    for key, value in headers.items():
+        response[key] = value
+    if status == 401:
+        response["WWW-Authenticate"] = CLIENT_CHALLENGE

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import FatalClientError, OAuthToolkitError
-from ..http import bearer_error_response
+from ..http import CLIENT_CHALLENGE, bearer_error_response
 from ..oauth2_backends import OAuthLibCore
 from ..scopes import get_scopes_backend
 from ..settings import oauth2_settings
@@ -165,7 +165,7 @@ class ClientProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
             response = JsonResponse(
                 {"error": "invalid_client", "error_description": "Client authentication failed."}, status=401
             )
-            response["WWW-Authenticate"] = 'Basic realm="oauth2"'
+            response["WWW-Authenticate"] = CLIENT_CHALLENGE
             return response
         return super().dispatch(request, *args, **kwargs)
 

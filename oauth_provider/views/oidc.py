@@ -13,9 +13,9 @@ from django.views.generic import View
 
 from ..crypto import jwk_from_pem
 from ..http import oidc_issuer
-from ..models import AbstractApplication, AbstractGrant
+from ..models import AbstractApplication
 from ..settings import oauth2_settings
-from .mixins import OAuthLibMixin
+from .mixins import ScopedProtectedResourceMixin
 
 
 class OIDCOnlyMixin:
@@ -62,9 +62,10 @@ class ConnectDiscoveryInfoView(OIDCOnlyMixin, View):
             "token_endpoint_auth_methods_supported": list(
                 oauth2_settings.OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED
             ),
-            "code_challenge_methods_supported": [key for key, _ in AbstractGrant.CODE_CHALLENGE_METHODS],
+            "code_challenge_methods_supported": list(oauth2_settings.PKCE_CODE_CHALLENGE_METHODS),
             "claims_supported": validator.get_discovery_claims(request),
             "prompt_values_supported": ["none", "login", "consent"],
+            "authorization_response_iss_parameter_supported": True,
         }
         if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ENABLED:
             data["end_session_endpoint"] = _endpoint(request, "rp-initiated-logout")
@@ -97,8 +98,14 @@ class JwksInfoView(OIDCOnlyMixin, View):
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
-class UserInfoView(OIDCOnlyMixin, OAuthLibMixin, View):
-    """Claims about the user of a bearer token with the ``openid`` scope (OIDC Core 5.3)."""
+class UserInfoView(OIDCOnlyMixin, ScopedProtectedResourceMixin, View):
+    """Claims about the user of a bearer token with the ``openid`` scope (OIDC Core 5.3).
+
+    The bearer check runs first, so that a live token without ``openid`` gets 403
+    ``insufficient_scope`` (RFC 6750 3.1) where oauthlib answers 401 ``invalid_token``.
+    """
+
+    required_scopes = ["openid"]
 
     def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         return self._userinfo(request)
@@ -113,4 +120,6 @@ class UserInfoView(OIDCOnlyMixin, OAuthLibMixin, View):
             response[key] = value
         if status == 200:
             response["Content-Type"] = "application/json"
+        # Personal data: no shared or browser cache may keep it.
+        response["Cache-Control"] = "no-store"
         return response
