@@ -100,7 +100,11 @@ def test_prompt_none_without_a_session_answers_login_required_to_the_client(base
 
     assert response.status_code == 302
     assert response.headers["Location"].startswith(REDIRECT_URI)
-    assert query_of(response.headers["Location"]) == {"error": "login_required", "state": "xyz"}
+    assert query_of(response.headers["Location"]) == {
+        "error": "login_required",
+        "state": "xyz",
+        "iss": f"{base_url}/o",
+    }
 
 
 def test_authorization_without_a_session_still_goes_to_the_login_page(base_url):
