@@ -495,6 +495,8 @@ def run_all(args: argparse.Namespace) -> int:
             return 1
         extra["CELERY_BROKER_URL"] = redis.url
         extra.setdefault("CELERY_RESULT_BACKEND", os.environ.get("CELERY_RESULT_BACKEND") or redis.url)
+        # Rate-limit counters shared by the web processes, in a database of their own.
+        extra["CACHE_URL"] = os.environ.get("CACHE_URL") or redis.url.rsplit("/", 1)[0] + "/2"
         supervisor.log(f"embedded Redis at {redis.url} (pid {redis.process.pid}, data in {redis.workdir})")
         record_embedded_broker(supervisor, redis.url)
     extra.update(plain_http_defaults(args.host))

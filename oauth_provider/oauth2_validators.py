@@ -32,7 +32,7 @@ from oauthlib.oauth2.rfc6749.grant_types.authorization_code import (
 )
 from oauthlib.openid import RequestValidator
 
-from . import tokens
+from . import ratelimit, tokens
 from .http import oidc_issuer
 from .id_tokens import load_id_token
 from .models import (
@@ -147,12 +147,16 @@ class OAuth2Validator(RequestValidator):
         else:
             client_id = getattr(request, "client_id", None)
             client_secret = getattr(request, "client_secret", None)
+        # Before any secret is hashed: refused with 429 once the address or client used up its failures.
+        ratelimit.check(request.headers, client_id)
         client = self._load_application(client_id, request)
         if client is None:
             log.debug("Client authentication failed: unknown client")
+            ratelimit.record_failure(request.headers, client_id)
             return False
         if not client.check_client_secret(client_secret):
             log.info("Client authentication failed: wrong secret for client %s", client.client_id)
+            ratelimit.record_failure(request.headers, client_id)
             request.client = None
             return False
         if basic is not None and not request.client_id:
@@ -331,12 +335,14 @@ class OAuth2Validator(RequestValidator):
         return http_request
 
     def validate_user(self, username, password, client, request, *args, **kwargs) -> bool:
-        if not username or "\x00" in username:
-            return False
-        user = authenticate(self.build_http_request(request), username=username, password=password)
-        if user is not None and user.is_active:
-            request.user = user
-            return True
+        """The password grant: a wrong password counts as a failure of the client and the address."""
+        ratelimit.check(request.headers, request.client_id)
+        if username and "\x00" not in username:
+            user = authenticate(self.build_http_request(request), username=username, password=password)
+            if user is not None and user.is_active:
+                request.user = user
+                return True
+        ratelimit.record_failure(request.headers, request.client_id)
         return False
 
     # -- bearer tokens -------------------------------------------------------------------------

@@ -134,6 +134,14 @@ DEFAULTS: dict[str, Any] = {
     # The PKCE methods accepted and advertised; django-oauth-toolkit also takes "plain".
     "PKCE_CODE_CHALLENGE_METHODS": ["S256"],
     "ALWAYS_RELOAD_OAUTHLIB_CORE": False,
+    # Failed client authentications and password checks allowed per window (None or 0: no limit).
+    "RATE_LIMIT_FAILURES_PER_ADDRESS": 20,
+    "RATE_LIMIT_FAILURES_PER_CLIENT": 50,
+    "RATE_LIMIT_WINDOW_SECONDS": 300,
+    "RATE_LIMIT_CACHE": "default",
+    # A request.META key set by trusted proxies (HTTP_X_FORWARDED_FOR); None: REMOTE_ADDR.
+    "RATE_LIMIT_ADDRESS_HEADER": None,
+    "RATE_LIMIT_TRUSTED_PROXIES": 1,
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 10000,
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
 }
@@ -242,9 +250,18 @@ NON_NEGATIVE_NUMBERS = (
     "RESOURCE_SERVER_TOKEN_CACHING_SECONDS",
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE",
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL",
+    "RATE_LIMIT_FAILURES_PER_ADDRESS",
+    "RATE_LIMIT_FAILURES_PER_CLIENT",
 )
+
 # Settings that must be an integer of at least 1.
-POSITIVE_INTEGERS = ("CLEAR_EXPIRED_TOKENS_BATCH_SIZE", "SCOPE_MAX_LENGTH", "SCOPE_MAX_COUNT")
+POSITIVE_INTEGERS = (
+    "CLEAR_EXPIRED_TOKENS_BATCH_SIZE",
+    "SCOPE_MAX_LENGTH",
+    "SCOPE_MAX_COUNT",
+    "RATE_LIMIT_WINDOW_SECONDS",
+    "RATE_LIMIT_TRUSTED_PROXIES",
+)
 
 
 class SettingImportError(ImportError, ImproperlyConfigured):

@@ -510,3 +510,17 @@ def run_status(run_id: int):
     from oauth_tasks.models import MaintenanceRun
 
     return MaintenanceRun.objects.get(pk=run_id)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings):
+    """Each test starts with an empty local cache, so failed logins of one test do not rate limit the next.
+
+    Tests of the rate limit on Redis point ``CACHES`` at the suite's Redis themselves.
+    """
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }

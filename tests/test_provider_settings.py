@@ -111,6 +111,10 @@ def test_bad_import_string_fails_only_on_access_and_names_the_key():
         ("PKCE_CODE_CHALLENGE_METHODS", ["S512"]),
         ("PKCE_CODE_CHALLENGE_METHODS", []),
         ("PKCE_CODE_CHALLENGE_METHODS", "S256"),
+        ("RATE_LIMIT_FAILURES_PER_ADDRESS", -1),
+        ("RATE_LIMIT_FAILURES_PER_CLIENT", "many"),
+        ("RATE_LIMIT_WINDOW_SECONDS", 0),
+        ("RATE_LIMIT_TRUSTED_PROXIES", 0),
     ],
 )
 def test_bad_values_are_improperly_configured_naming_the_key(name, value):

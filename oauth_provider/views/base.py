@@ -25,7 +25,7 @@ from ..scopes import get_scopes_backend
 from ..settings import oauth2_settings
 from ..signals import app_authorized
 from .forms import AllowForm
-from .mixins import OAuthLibMixin
+from .mixins import OAuthLibMixin, answer_rate_limited
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ class AuthorizationView(BaseAuthorizationView, FormView):
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
+@method_decorator(answer_rate_limited, name="dispatch")
 class TokenView(OAuthLibMixin, View):
     """The token endpoint (RFC 6749 3.2): code, client credentials, password and refresh grants."""
 
@@ -196,6 +197,7 @@ class TokenView(OAuthLibMixin, View):
 
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
+@method_decorator(answer_rate_limited, name="dispatch")
 class RevokeTokenView(OAuthLibMixin, View):
     """Token revocation (RFC 7009): 200 for any token, known or not, of the authenticated client."""
 

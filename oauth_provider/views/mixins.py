@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import FatalClientError, OAuthToolkitError
 from ..http import CLIENT_CHALLENGE, bearer_error_response
 from ..oauth2_backends import OAuthLibCore
+from ..ratelimit import RateLimited
 from ..scopes import get_scopes_backend
 from ..settings import oauth2_settings
 
 SAFE_HTTP_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def answer_rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Turn :class:`~oauth_provider.ratelimit.RateLimited` from client authentication into a 429."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except RateLimited as limited:
+            return limited.response()
+
+    return wrapped
 
 
 class OAuthLibMixin:
@@ -155,6 +172,7 @@ class ReadWriteScopedResourceMixin(ScopedResourceMixin, OAuthLibMixin):
         return [*super().get_scopes(*args, **kwargs), self.read_write_scope]
 
 
+@method_decorator(answer_rate_limited, name="dispatch")
 class ClientProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
     """A resource for authenticated clients (client id and secret, Basic or body), not users."""
 
@@ -170,6 +188,7 @@ class ClientProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
         return super().dispatch(request, *args, **kwargs)
 
 
+@method_decorator(answer_rate_limited, name="dispatch")
 class ClientProtectedScopedResourceMixin(ScopedProtectedResourceMixin):
     """Either an authenticated client, or a bearer token with ``required_scopes``."""
 
