@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 from oauth_provider.data_migrations import SCOPE_PHASES, scope_phase_model
 from oauth_provider.models import get_application_model
@@ -36,7 +37,7 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
     list_display = (
         "id",
         "kind_display",
-        "status",
+        "status_display",
         "phase",
         "progress_display",
         "duration_display",
@@ -51,6 +52,7 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
         ["progress_display", "eta_display"]
         + [f.name for f in MaintenanceRun._meta.fields]
         + [
+            "status_display",
             "duration_display",
             "counts_display",
         ]
@@ -62,6 +64,17 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         # Visible to staff with view rights; the actions below need change rights.
         return super().has_change_permission(request, obj) and obj is None
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, run: MaintenanceRun) -> str:
+        """The status, or "stalled (running)" when the run's next batch is overdue."""
+        if run.is_stalled:
+            return format_html(
+                '<strong style="color: var(--error-fg, #ba2121)">stalled</strong> ({}, next batch {} late)',
+                run.status,
+                timesince(run.next_batch_at),
+            )
+        return run.status
 
     @admin.display(description="job", ordering="kind")
     def kind_display(self, run: MaintenanceRun) -> str:

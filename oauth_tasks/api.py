@@ -218,6 +218,9 @@ def serialize_run(request: HttpRequest, run: MaintenanceRun) -> dict[str, Any]:
         "params": run.params,
         "status": run.status,
         "active": run.is_active,
+        # True while the next batch is more than STALL_SECONDS overdue; display_status says "stalled".
+        "stalled": run.is_stalled,
+        "display_status": run.display_status,
         "dry_run": run.dry_run,
         "phase": run.phase,
         "cursor": run.cursor,

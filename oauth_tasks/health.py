@@ -385,6 +385,55 @@ def check_beat(using: str = "default", now: datetime | None = None) -> Check:
     return result
 
 
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def check_runs(using: str = "default", now: datetime | None = None) -> Check:
+    """Warn about every stalled run: active, with its next batch more than ``STALL_SECONDS`` late.
+
+    The watchdog re-enqueues such a run within seconds when a worker is up, so a run that stays
+    here means no worker takes its messages (none running, a wrong queue or broker) or its batches
+    keep failing before they commit.
+    """
+    from .engine import stall_seconds
+    from .models import MaintenanceRun
+
+    now = now or timezone.now()
+    margin = stall_seconds()
+    stalled = list(
+        MaintenanceRun.objects.using(using)
+        .active()
+        .filter(next_batch_at__lt=now - timedelta(seconds=margin))
+        .order_by("next_batch_at")
+        .values("pk", "kind", "status", "next_batch_at", "requeue_count")[:20]
+    )
+    active = MaintenanceRun.objects.using(using).active().count()
+    late = {run["pk"]: round((now - run["next_batch_at"]).total_seconds()) for run in stalled}
+    result: Check = {
+        "status": WARNING if stalled else OK,
+        "active": active,
+        "stall_seconds": margin,
+        "stalled": [
+            {
+                "run_id": run["pk"],
+                "kind": run["kind"],
+                "status": run["status"],
+                "next_batch_at": _iso(run["next_batch_at"]),
+                "late_seconds": late[run["pk"]],
+                "requeue_count": run["requeue_count"],
+            }
+            for run in stalled
+        ],
+    }
+    if stalled:
+        names = ", ".join(f"run #{run['pk']} ({run['kind']}, {late[run['pk']]} s late)" for run in stalled)
+        result["message"] = (
+            f"stalled: {names}: is a worker running on the maintenance queue? "
+            "See docs/operations.md, When a run is stuck"
+        )
+    return result
+
+
 # --- all together --------------------------------------------------------------------------------
 
 CHECKS: dict[str, Callable[..., Check]] = {
@@ -393,8 +442,9 @@ CHECKS: dict[str, Callable[..., Check]] = {
     "tokens": check_tokens,
     "cleanup": check_cleanup,
     "beat": check_beat,
+    "runs": check_runs,
 }
-NEEDS_DATABASE = {"tokens", "cleanup", "beat"}
+NEEDS_DATABASE = {"tokens", "cleanup", "beat", "runs"}
 
 
 def run_health_checks(names: Iterable[str] | None = None, using: str = "default") -> dict[str, Any]:

@@ -26,6 +26,8 @@ class RunStatus(models.TextChoices):
 #: Statuses of a run that still has work to do; at most one such run per job kind and parameters.
 ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+#: What views show instead of "pending" or "running" for an active run whose next batch is overdue.
+STALLED = "stalled"
 
 
 class MaintenanceRunQuerySet(models.QuerySet):
@@ -149,6 +151,25 @@ class MaintenanceRun(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def is_stalled(self) -> bool:
+        """Active, and its next batch more than ``OAUTH_MAINTENANCE["STALL_SECONDS"]`` overdue.
+
+        The same rule as ``engine.find_stalled_runs``: true from the moment a batch is that late
+        until one commits, whether or not the watchdog already re-enqueued it.
+        """
+        from .conf import maintenance_settings
+
+        if not self.is_active or self.next_batch_at is None:
+            return False
+        margin = timedelta(seconds=float(maintenance_settings.STALL_SECONDS))
+        return self.next_batch_at < timezone.now() - margin
+
+    @property
+    def display_status(self) -> str:
+        """``stalled`` for a stalled run, else its status: what every view shows."""
+        return STALLED if self.is_stalled else self.status
+
+    @property
     def total_processed(self) -> int:
         return sum(v for v in (self.counts or {}).values() if isinstance(v, int))
 
@@ -171,6 +192,7 @@ class MaintenanceRun(models.Model):
             "run_id": self.pk,
             "kind": self.kind,
             "status": self.status,
+            "stalled": self.is_stalled,
             "phase": self.phase,
             "batch_number": self.batch_number,
             "counts": dict(self.counts or {}),
