@@ -22,6 +22,7 @@ that stays is kept, since deleting it would cascade to that access token.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 from .cleanup import BatchResult, delete_keyset_batch, keyset_batch, validate_batch_size
+from .maintenance import NoAsyncDispatcher, get_async_dispatcher
 from .models import (
     RevocationWatermark,
     get_access_token_model,
@@ -41,6 +43,8 @@ from .models import (
     get_refresh_token_model,
     watermark_target_key,
 )
+
+logger = logging.getLogger(__name__)
 
 REFRESH_TOKENS = "refresh_tokens"
 ACCESS_TOKENS = "access_tokens"
@@ -120,6 +124,17 @@ class RevocationTarget:
         if self.application_id is not None:
             parts.append(f"application {self.application_id}")
         return "tokens of " + " in ".join(parts)
+
+    def job_params(self) -> dict[str, Any]:
+        """The parameters of a ``revoke`` run of the maintenance worker for this target."""
+        params: dict[str, Any] = {}
+        if self.user_id is not None:
+            params["user"] = self.user_id
+        if self.application_id is not None:
+            params["application"] = self.application_id
+        if self.scope:
+            params["scope"] = self.scope
+        return params
 
     def owner_q(self) -> Q:
         q = Q()
@@ -279,3 +294,39 @@ def revoke_all(
             if result.done:
                 break
     return totals
+
+
+#: Rows per phase :func:`revoke_from_request` may change inside a request when no maintenance
+#: worker takes the run: one batch per phase, whatever the target holds.
+REQUEST_BATCH_SIZE = 1000
+
+
+def revoke_from_request(target: RevocationTarget, *, trigger: str, triggered_by: str = "", reason: str = ""):
+    """Revoke ``target`` from inside a web request: in force at once, with bounded work here.
+
+    The watermark refuses every credential of the target issued before now (access, refresh and
+    ID tokens, codes), in one small write. The rows then go to a ``revoke`` run of the maintenance
+    worker, through the dispatcher it registers (:mod:`oauth_provider.maintenance`), and the run
+    is returned. With no dispatcher, or one that fails (a broker that is down: the run, if it was
+    created, is picked up again by the worker's watchdog), one batch of at most
+    :data:`REQUEST_BATCH_SIZE` rows per phase is done here and None is returned; what remains
+    stays refused until :func:`revoke_all` or a revocation run removes it.
+    """
+    now = timezone.now()
+    record_watermark(target, at=now, reason=reason)
+    try:
+        dispatch = get_async_dispatcher()
+        params = target.job_params()
+        run, _created = dispatch("revoke", params, trigger=trigger, triggered_by=triggered_by[:255])
+        return run
+    except NoAsyncDispatcher:
+        pass
+    except Exception:
+        logger.warning(
+            "revocation of %s not handed to the maintenance worker; one batch per phase runs here",
+            target.describe(),
+            exc_info=True,
+        )
+    for phase in PHASES:
+        run_revocation_batch(phase, target, batch_size=REQUEST_BATCH_SIZE, now=now, issued_before=now)
+    return None

@@ -10,7 +10,6 @@ from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render, resolve_url
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -20,7 +19,7 @@ from oauthlib.common import add_params_to_uri
 from ..http import OAuth2ResponseRedirect, csrf_failure_response, oidc_issuer
 from ..id_tokens import load_id_token
 from ..models import get_application_model
-from ..revocation import ACCESS_TOKENS, REFRESH_TOKENS, RevocationTarget, run_revocation_batch
+from ..revocation import RevocationTarget, revoke_from_request
 from ..settings import oauth2_settings
 
 PARAMETERS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state")
@@ -59,25 +58,6 @@ def load_id_token_hint(raw: str, request: HttpRequest):
         issuer=oidc_issuer(request),
         accept_expired=oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ACCEPT_EXPIRED_TOKENS,
     )
-
-
-def revoke_user_application_tokens(user_id: int, application_id: int) -> None:
-    """Revoke the user's refresh tokens of the application and delete its access tokens.
-
-    Runs the provider's revocation batches for that user and application without a watermark:
-    only rows issued before now are touched.
-    """
-    target = RevocationTarget(user_id=user_id, application_id=application_id)
-    now = timezone.now()
-    for phase in (REFRESH_TOKENS, ACCESS_TOKENS):
-        cursor = None
-        while True:
-            result = run_revocation_batch(
-                phase, target, batch_size=1000, cursor=cursor, now=now, issued_before=now
-            )
-            cursor = result.cursor
-            if result.done:
-                break
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -195,11 +175,11 @@ class RPInitiatedLogoutView(View):
     def must_prompt(self, request: HttpRequest, token_user) -> bool:
         """Ask the user unless the hint's user is the one signed in and prompting is not forced.
 
-        Without a session there is nothing to confirm: the logout goes ahead.
+        Without a session the visitor is always asked, as django-oauth-toolkit does: a link
+        opened from another site with an ID token hint (which may be old and replayed) must not
+        revoke anybody's tokens by itself.
         """
-        if not request.user.is_authenticated:
-            return False
-        if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT:
+        if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT or not request.user.is_authenticated:
             return True
         return token_user is None or token_user.pk != request.user.pk
 
@@ -209,7 +189,13 @@ class RPInitiatedLogoutView(View):
         if user is None and request.user.is_authenticated:
             user = request.user
         if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_DELETE_TOKENS and user is not None and application:
-            revoke_user_application_tokens(user.pk, application.pk)
+            # Refused from now on; the rows go through a run of the maintenance worker.
+            revoke_from_request(
+                RevocationTarget(user_id=user.pk, application_id=application.pk),
+                trigger="logout",
+                triggered_by=f"{user.get_username()} (logout from client {application.client_id})",
+                reason="RP-initiated logout",
+            )
         logout(request)
         if logout_request.redirect_uri:
             uri = logout_request.redirect_uri
