@@ -35,15 +35,26 @@ else:
 os.environ.setdefault("CELERY_RESULT_BACKEND", os.environ["CELERY_BROKER_URL"])
 
 
-@pytest.fixture(autouse=True)
-def plain_http_test_server(settings):
+@pytest.fixture(autouse=True, scope="session")
+def plain_http_test_server():
     """The in-process servers of the tests speak plain HTTP on loopback: no redirect to https and
     cookies a client sends back over HTTP. Production keeps the secure defaults of
-    ``config/settings.py``; ``tests/test_transport_security.py`` holds them to that."""
-    settings.SECURE_SSL_REDIRECT = False
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    settings.SECURE_HSTS_SECONDS = 0
+    ``config/settings.py``; ``tests/test_transport_security.py`` holds them to that.
+
+    Session-wide and autouse, so it is in force before the session's ``live_server`` starts:
+    ``SecurityMiddleware`` reads these settings once, when the server loads its middleware.
+    """
+    from django.test import override_settings
+
+    plain_http = override_settings(
+        SECURE_SSL_REDIRECT=False,
+        SESSION_COOKIE_SECURE=False,
+        CSRF_COOKIE_SECURE=False,
+        SECURE_HSTS_SECONDS=0,
+    )
+    plain_http.enable()
+    yield
+    plain_http.disable()
 
 
 def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):
