@@ -6,8 +6,9 @@ worker, beat and Flower as child processes whose output lines are prefixed with 
 ``CELERY_BROKER_URL`` is unset it first starts a real Redis server (``config.embedded_redis``) with
 its data under ``DATA_DIR``, hands its URL to every child and records it in ``DATA_DIR/broker_url``
 (removed on exit) for commands started from other shells. SIGINT or SIGTERM stops every child
-(terminate, wait, kill after a timeout) and then the Redis server; a child that dies on its own
-stops the rest and the command exits non-zero.
+(terminate, wait, kill after a timeout) and then the Redis server. A service that dies on its own is
+started again after 1, 2, 4 ... 30 s, each restart logged; one that dies more than
+``RUN_RESTART_LIMIT`` times within five minutes stops the rest and the command exits non-zero.
 
 With a service name (``web``, ``worker``, ``beat``, ``flower``) it replaces itself with that one
 service in the foreground; ``setup`` runs the setup steps and exits. docker-compose calls these
@@ -21,6 +22,7 @@ default 2 processes of 8 threads),
 ``FLOWER_ADDRESS`` (default: the web host), ``FLOWER_BASIC_AUTH`` (``user:password[,...]``, read by
 Flower itself so it never shows in a process list), ``EMBEDDED_REDIS_PORT`` (default: a free port),
 ``RUN_STOP_TIMEOUT`` (seconds a child gets to stop before it is killed, default 30),
+``RUN_RESTART_LIMIT`` (restarts of one service within five minutes, default 5; 0: none),
 ``SECURE_SSL_REDIRECT`` / ``SESSION_COOKIE_SECURE`` / ``CSRF_COOKIE_SECURE`` / ``SECURE_HSTS_SECONDS``
 (off when the web host is loopback and they are unset: there is no TLS on 127.0.0.1),
 ``DJANGO_SUPERUSER_USERNAME`` / ``DJANGO_SUPERUSER_PASSWORD`` / ``DJANGO_SUPERUSER_EMAIL``.
@@ -453,6 +455,62 @@ def _kill_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
+@dataclass
+class RestartPolicy:
+    """When a service that died is started again: after 1 s, 2 s, 4 s ... at most 30 s.
+
+    More than ``limit`` restarts of one service within ``window`` seconds is a crash loop: the run
+    then stops every service and exits non-zero, as it does at once with ``limit`` 0.
+    """
+
+    limit: int
+    window: float = 300.0
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> RestartPolicy:
+        raw = os.environ.get("RUN_RESTART_LIMIT") or "5"
+        if not raw.isdigit():
+            raise ValueError(f"RUN_RESTART_LIMIT must be a whole number of restarts, got {raw!r}")
+        return cls(limit=int(raw))
+
+    def delay_for(self, name: str) -> float | None:
+        """Seconds to wait before restarting ``name`` now, or None when it restarted too often."""
+        now = time.monotonic()
+        recent = [at for at in self.history.get(name, []) if now - at < self.window]
+        if len(recent) >= self.limit:
+            return None
+        self.history[name] = [*recent, now]
+        return min(self.max_delay, self.first_delay * 2 ** len(recent))
+
+
+def supervise(supervisor: Supervisor, argvs: dict[str, list[str]], policy: RestartPolicy) -> Child | None:
+    """Watch the services and restart one that dies, with backoff; every restart is logged.
+
+    Returns None when a stop was requested, or the child that exited once too often (the caller
+    stops the rest). A Redis restart or an OOM kill of the worker thus costs a restart, not the stack.
+    """
+    while True:
+        dead = supervisor.watch()
+        if dead is None:
+            return None
+        delay = policy.delay_for(dead.name)
+        if delay is None:
+            return dead
+        dead.expected_exit = True
+        restarts = len(policy.history[dead.name])
+        supervisor.log(
+            f"{dead.name} exited with code {dead.process.returncode}; restarting it in {delay:g}s "
+            f"(restart {restarts} of at most {policy.limit} within {policy.window:g}s)"
+        )
+        _kill_group(dead.process, signal.SIGKILL)  # what it left behind (a worker's pool processes)
+        if supervisor.stop_requested.wait(delay):
+            return None
+        supervisor.start(dead.name, argvs[dead.name])
+
+
 def record_embedded_broker(supervisor: Supervisor, url: str) -> None:
     """Record the embedded Redis's URL in DATA_DIR, where commands from other shells find it."""
     path = record_broker_url(url)
@@ -460,6 +518,12 @@ def record_embedded_broker(supervisor: Supervisor, url: str) -> None:
 
 
 def run_all(args: argparse.Namespace) -> int:
+    try:
+        restart_policy = RestartPolicy.from_environment()
+    except ValueError as exc:
+        print(f"oauth-provider-run: {exc}", file=sys.stderr)
+        return 2
+
     names = [
         name
         for name in ALL_IN_ONE_ORDER
@@ -524,7 +588,8 @@ def run_all(args: argparse.Namespace) -> int:
                 )
                 + "; Ctrl-C stops everything"
             )
-            dead = supervisor.watch()
+            argvs = {name: service_argv(name, host=args.host, port=args.port, dev=args.dev) for name in names}
+            dead = supervise(supervisor, argvs, restart_policy)
             if dead is not None:
                 supervisor.log(
                     f"{dead.name} exited unexpectedly with code {dead.process.returncode}; stopping the rest"

@@ -234,22 +234,42 @@ def test_run_starts_web_worker_beat_and_flower_on_embedded_redis_and_sigint_stop
     assert not (run.data_dir / "broker_url").exists()
 
 
-def test_a_child_that_dies_stops_the_rest_and_the_run_exits_non_zero(run_process):
-    run = run_process("--no-flower", "--no-beat")
-    login = f"http://127.0.0.1:{run.web_port}/admin/login/"
-    wait_until(
-        lambda: run.alive() and http_status(login) == 200, STARTUP_TIMEOUT, 0.5, "the admin login page"
-    )
+def test_a_service_that_dies_is_restarted_and_one_that_keeps_dying_stops_the_rest(run_process):
+    run = run_process("--no-flower", "--no-beat", RUN_RESTART_LIMIT="1")
+    login = f"http://127.0.0.1:{run.web_port}/"
+    wait_until(lambda: run.alive() and http_status(login) == 200, STARTUP_TIMEOUT, 0.5, "the web server")
     pids = run.child_pids()
     assert "beat" not in pids and "flower" not in pids
 
+    # Killed once (an OOM kill, a crash): started again, the rest of the stack untouched.
     os.kill(pids["worker"], signal.SIGKILL)
+    wait_until(
+        lambda: run.alive() and run.child_pids()["worker"] != pids["worker"],
+        60,
+        0.2,
+        "the worker to be started again",
+    )
+    assert "worker exited with code -9; restarting it in 1s" in run.output()
+    assert run.child_pids()["web"] == pids["web"] and http_status(login) == 200
+    wait_until(lambda: run.alive() and worker_pong(run.broker_url), STARTUP_TIMEOUT, 0.5, "the new worker")
 
+    # Killed again within the window, past RUN_RESTART_LIMIT: a crash loop stops everything.
+    os.kill(run.child_pids()["worker"], signal.SIGKILL)
     assert run.process.wait(90) != 0
     assert "worker exited unexpectedly" in run.output()
     assert not port_open(run.web_port)
     assert not port_open(run.redis_port)
     assert processes_in_session(pids["web"]) == []
+
+
+def test_a_restart_limit_that_is_not_a_number_is_refused_before_anything_starts(tmp_path):
+    env = dict(os.environ, DATA_DIR=str(tmp_path), RUN_RESTART_LIMIT="many")
+    env.pop("CELERY_BROKER_URL", None)
+    result = subprocess.run(
+        [*run_command(), "--no-flower"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "RUN_RESTART_LIMIT must be a whole number of restarts, got 'many'" in result.stderr
 
 
 def test_unknown_service_name_exits_non_zero_naming_it():
