@@ -8,4 +8,5 @@ class OAuthProviderConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Connect the sign-in time receiver and register the system checks.
+        from . import authentication, checks  # noqa: F401

@@ -12,6 +12,7 @@ from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.common import urlencode, urlencoded
 from oauthlib.oauth2.rfc6749 import errors, utils
 
+from .authentication import session_auth_time
 from .exceptions import FatalClientError, OAuthToolkitError
 from .models import get_access_token_model
 from .scopes import requested_scope_problem
@@ -102,6 +103,7 @@ class OAuthLibCore:
             if not allow:
                 raise oauth2.AccessDeniedError(state=credentials.get("state"))
             credentials["user"] = request.user
+            credentials["auth_time"] = session_auth_time(request)
             uri, http_method, _body, headers = self._extract_params(request)
             headers, body, status = self.server.create_authorization_response(
                 uri=uri, http_method=http_method, headers=headers, scopes=scopes, credentials=credentials

@@ -240,6 +240,7 @@ class OAuth2Validator(RequestValidator):
             code_challenge_method=request.code_challenge_method or "",
             nonce=request.nonce or "",
             claims=json.dumps(request.claims or {}),
+            auth_time=getattr(request, "auth_time", None),
         )
 
     def validate_code(self, client_id, code, client, request, *args, **kwargs) -> bool:
@@ -266,6 +267,7 @@ class OAuth2Validator(RequestValidator):
             return False
         request.scopes = grant.scope.split()
         request.user = grant.user
+        request.auth_time = grant.auth_time
         if grant.nonce:
             request.nonce = grant.nonce
         if grant.claims:
@@ -564,7 +566,8 @@ class OAuth2Validator(RequestValidator):
         """Claims oauthlib does not add itself (``iss``, ``exp``, ``auth_time``, ``jti``) and the expiry."""
         claims = self.get_oidc_claims(token, token_handler, request)
         expires = timezone.now() + timedelta(seconds=oauth2_settings.ID_TOKEN_EXPIRE_SECONDS)
-        auth_time = request.user.last_login or timezone.now()
+        # The sign-in the authorization request saw; for a refresh, the user's last sign-in.
+        auth_time = getattr(request, "auth_time", None) or request.user.last_login or timezone.now()
         if timezone.is_naive(auth_time):
             auth_time = auth_time.replace(tzinfo=UTC)
         claims.update(

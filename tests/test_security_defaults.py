@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
+from urllib.parse import urljoin
+
 import requests
+from django.contrib.sessions.backends.db import SessionStore
+from jwcrypto import jwk, jwt
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
@@ -10,8 +16,11 @@ from oauth_provider.models import get_access_token_model, get_grant_model, get_r
 
 from .test_endpoints_errors import exchange, get_code, issue, logged_in
 from .test_endpoints_support import (
+    PASSWORD,
     REDIRECT_URI,
     base_url_fixture,  # noqa: F401  (the base_url fixture)
+    consent,
+    form_fields,
     make_client,
     pkce_pair,
     query_of,
@@ -164,3 +173,92 @@ def test_a_replayed_code_revokes_the_tokens_of_its_first_exchange(base_url):
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     assert not get_refresh_token_model().objects.filter(revoked__isnull=True).exists()
     assert get_access_token_model().objects.count() == 0
+
+
+def age_session(browser: requests.Session, seconds: int) -> None:
+    """Pretend the browser's sign-in happened ``seconds`` ago (the session row in the database)."""
+    from oauth_provider.authentication import SESSION_KEY
+
+    store = SessionStore(session_key=browser.cookies["sessionid"])
+    store[SESSION_KEY] = int(time.time()) - seconds
+    store.save()
+
+
+def sign_in_again(browser: requests.Session, base_url: str, login_url: str, username: str) -> str:
+    """Fill the login page the provider sent the browser to; returns where it sends the browser next."""
+    page = browser.get(urljoin(base_url, login_url))
+    assert page.status_code == 200 and 'name="password"' in page.text
+    fields = form_fields(page.text)
+    fields.update(username=username, password=PASSWORD)
+    response = browser.post(page.url, data=fields, allow_redirects=False)
+    assert response.status_code == 302, response.text[:300]
+    return response.headers["Location"]
+
+
+def id_token_auth_time(base_url: str, client, browser, authorize_url: str, verifier: str) -> int:
+    code = query_of(consent(browser, authorize_url).headers["Location"])["code"]
+    id_token = exchange(base_url, client, code, verifier).json()["id_token"]
+    keys = jwk.JWKSet.from_json(requests.get(f"{base_url}/o/.well-known/jwks.json").text)
+    return json.loads(jwt.JWT(jwt=id_token, key=keys, algs=["RS256"]).claims)["auth_time"]
+
+
+def openid_authorize_url(base_url: str, client, challenge: str, **extra) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid read",
+        "state": "st",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return requests.Request("GET", f"{base_url}/o/authorize/", params=params).prepare().url
+
+
+def hour_old_session(base_url: str):
+    """A browser signed in an hour ago, an RS256 client and a PKCE pair."""
+    user, browser = logged_in(base_url)
+    age_session(browser, 3600)
+    return user, browser, make_client(algorithm="RS256"), *pkce_pair()
+
+
+def test_prompt_login_makes_a_signed_in_user_sign_in_again(base_url):
+    user, browser, client, verifier, challenge = hour_old_session(base_url)
+
+    response = browser.get(
+        openid_authorize_url(base_url, client, challenge, prompt="login"), allow_redirects=False
+    )
+
+    # Not the consent page: the session is over and the login page asks for the password.
+    assert response.status_code == 302
+    login_url = response.headers["Location"]
+    assert "/login/" in login_url and "prompt" not in query_of(query_of(login_url)["next"])
+    assert browser.get(f"{base_url}/api/me/").json() == {"user": None}
+    signed_in_at = int(time.time())
+    back_to = sign_in_again(browser, base_url, login_url, user.username)
+    auth_time = id_token_auth_time(base_url, client, browser, urljoin(base_url, back_to), verifier)
+    assert auth_time >= signed_in_at  # the new sign-in, not the hour-old one
+
+
+def test_max_age_passed_forces_sign_in_or_login_required(base_url):
+    user, browser, client, verifier, challenge = hour_old_session(base_url)
+
+    silent = browser.get(
+        openid_authorize_url(base_url, client, challenge, max_age="600", prompt="none"), allow_redirects=False
+    )
+    recent_enough = browser.get(openid_authorize_url(base_url, client, challenge, max_age="7200"))
+    stale = browser.get(
+        openid_authorize_url(base_url, client, challenge, max_age="600"), allow_redirects=False
+    )
+
+    assert query_of(silent.headers["Location"]) == {
+        "error": "login_required",
+        "state": "st",
+        "iss": f"{base_url}/o",
+    }
+    assert recent_enough.status_code == 200 and 'id="authorizationForm"' in recent_enough.text
+    assert stale.status_code == 302 and "/login/" in stale.headers["Location"]
+    signed_in_at = int(time.time())
+    back_to = sign_in_again(browser, base_url, stale.headers["Location"], user.username)
+    assert id_token_auth_time(base_url, client, browser, urljoin(base_url, back_to), verifier) >= signed_in_at

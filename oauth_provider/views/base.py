@@ -7,8 +7,10 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -17,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import FormView, View
 
-from .. import tokens
+from .. import authentication, tokens
 from ..exceptions import OAuthToolkitError
 from ..http import CLIENT_CHALLENGE, OAuth2ResponseRedirect, oidc_issuer, with_issuer
 from ..models import get_access_token_model, get_application_model
@@ -81,11 +83,26 @@ class AuthorizationView(BaseAuthorizationView, FormView):
             except OAuthToolkitError as error:
                 return self.error_response(error)
             return self._redirect_error(credentials, "login_required")
-        return super().handle_no_permission()
+        return self._login_redirect()
 
-    def _redirect_error(self, credentials: dict[str, Any], error: str) -> HttpResponse:
+    def _login_redirect(self) -> HttpResponse:
+        """To the login page, back here afterwards without ``login`` in ``prompt``: the sign-in that
+        the page asks for is the one ``prompt=login`` wants, and asking again would loop."""
+        query = self.request.GET.copy()
+        prompt = [value for value in query.get("prompt", "").split() if value != "login"]
+        if prompt:
+            query["prompt"] = " ".join(prompt)
+        else:
+            query.pop("prompt", None)
+        return redirect_to_login(
+            f"{self.request.path}?{query.urlencode()}", self.get_login_url(), self.get_redirect_field_name()
+        )
+
+    def _redirect_error(self, credentials: dict[str, Any], error: str, description: str = "") -> HttpResponse:
         application = get_application_model().objects.get(client_id=credentials["client_id"])
         params = {"error": error}
+        if description:
+            params["error_description"] = description
         if credentials.get("state"):
             params["state"] = credentials["state"]
         uri = credentials["redirect_uri"]
@@ -108,6 +125,9 @@ class AuthorizationView(BaseAuthorizationView, FormView):
         except OAuthToolkitError as error:
             return self.error_response(error)
 
+        reauthentication = self._reauthentication(request, credentials)
+        if reauthentication is not None:
+            return reauthentication
         application = get_application_model().objects.get(client_id=credentials["client_id"])
         all_scopes = get_scopes_backend().get_all_scopes()
         context = {
@@ -141,6 +161,32 @@ class AuthorizationView(BaseAuthorizationView, FormView):
             return self._redirect_error(credentials, "consent_required")
         context["form"] = self.get_form()
         return self.render_to_response(self.get_context_data(**context))
+
+    def _reauthentication(self, request: HttpRequest, credentials: dict[str, Any]) -> HttpResponse | None:
+        """Send the user to sign in again for ``prompt=login`` or a ``max_age`` already passed.
+
+        OpenID Connect Core 3.1.2.1: the session is ended and the user signs in afresh; the
+        request then continues without ``login`` in ``prompt`` (so it does not loop), and the ID
+        token's ``auth_time`` is the new sign-in. With ``prompt=none`` the client gets
+        ``login_required`` instead. None when the session may be used as it is.
+        """
+        prompt = request.GET.get("prompt", "").split()
+        max_age = request.GET.get("max_age")
+        if max_age is not None:
+            if not max_age.isdigit():
+                return self._redirect_error(
+                    credentials, "invalid_request", "max_age must be a non-negative integer."
+                )
+            auth_time = authentication.session_auth_time(request)
+            too_old = auth_time is None or (timezone.now() - auth_time).total_seconds() > int(max_age)
+        else:
+            too_old = False
+        if "login" not in prompt and not too_old:
+            return None
+        if "none" in prompt:
+            return self._redirect_error(credentials, "login_required")
+        logout(request)
+        return self._login_redirect()
 
     def _previously_approved(self, request: HttpRequest, application, scopes: list[str]) -> bool:
         """``auto`` approval: a usable token of this user and application covers the scopes."""
