@@ -41,9 +41,12 @@ broker_connection_retry_on_startup = True
 task_default_queue = "celery"
 task_routes = {"oauth_tasks.*": {"queue": "maintenance"}}
 
-# Events for Flower.
+# Events for Flower: the worker's (received, started, succeeded...), which carry each batch's
+# "(run=.., job=.., batch=..)" label. No "task-sent" events from the publisher: the watchdog, sent
+# by beat every minute and silent on the worker (send_events=False), would otherwise fill Flower's
+# task list with a SENT row a minute.
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 
 # Per-task limits live on the tasks; this is the backstop for anything else.
 task_soft_time_limit = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", 300))

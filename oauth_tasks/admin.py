@@ -21,6 +21,7 @@ from django.utils.timesince import timesince
 
 from oauth_provider.data_migrations import SCOPE_PHASES, scope_phase_model
 from oauth_provider.models import get_application_model
+from oauth_provider.revocation import phase_model as revocation_phase_model
 from oauth_provider.revocation import scope_word_q, validate_scope_name
 
 from . import engine
@@ -217,7 +218,10 @@ class RevokeTokensActionMixin:
             "title": "Revoke all tokens?",
             "opts": self.model._meta,
             "rows": rows,
-            "phases": list(rows[0]["counts"]) if rows else [],
+            # Column headings in words ("Refresh tokens"), not the phase names of the API.
+            "phases": [revocation_phase_model(p)._meta.verbose_name_plural for p in rows[0]["counts"]]
+            if rows
+            else [],
             "grand_total": sum(row["total"] for row in rows),
             "action": "revoke_all_tokens",
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,

@@ -18,6 +18,11 @@ DEFAULTS: dict[str, Any] = {
     # Watchdog: seconds between two passes of the watchdog every worker runs in a thread (0: none;
     # the beat entry installed by ``install_schedule`` still runs it every minute, as a backstop).
     "WATCHDOG_INTERVAL_SECONDS": 10,
+    # Schedule: when the daily cleanup entry runs (crontab "m h dom mon dow", UTC). A change moves an
+    # entry nobody edited in the admin at the next ``install_schedule`` (run by migrate and setup).
+    "CLEANUP_CRONTAB": "17 3 * * *",
+    # Schedule: install the default beat entries after every ``migrate``.
+    "INSTALL_SCHEDULE_ON_MIGRATE": True,
     # Health: expired share of a token table above which the health endpoint warns.
     "HEALTH_EXPIRED_RATIO_WARNING": 0.5,
     # Health: how late the last successful cleanup may be, past its schedule, before a warning.

@@ -69,7 +69,7 @@ def check_database(using: str = "default") -> Check:
     except Exception as exc:  # any driver error means the same thing here: not reachable
         # A broken connection must not be reused by the next request of this thread.
         connections[using].close_if_unusable_or_obsolete()
-        return {"status": ERROR, "error": _error_text(exc)}
+        return {"status": ERROR, "reason": "database_unreachable", "error": _error_text(exc)}
     return {
         "status": OK,
         "vendor": connections[using].vendor,
@@ -109,7 +109,7 @@ def check_broker(broker_url: str | None = None, queue: str | None = None) -> Che
             with Connection(url, connect_timeout=timeout) as conn:
                 conn.ensure_connection(max_retries=1, timeout=timeout)
         except Exception as exc:
-            return {"status": ERROR, "error": _error_text(exc)}
+            return {"status": ERROR, "reason": "broker_unreachable", "error": _error_text(exc)}
         return {"status": OK, "transport": url.split(":", 1)[0]}
 
     import redis
@@ -126,7 +126,7 @@ def check_broker(broker_url: str | None = None, queue: str | None = None) -> Che
         pipe.hlen("unacked")
         *lengths, unacked = pipe.execute()
     except Exception as exc:
-        return {"status": ERROR, "error": _error_text(exc)}
+        return {"status": ERROR, "reason": "broker_unreachable", "error": _error_text(exc)}
     finally:
         client.close()
     backlog = int(sum(lengths))
@@ -141,6 +141,7 @@ def check_broker(broker_url: str | None = None, queue: str | None = None) -> Che
         "unacked": int(unacked),
     }
     if backlog > threshold:
+        result["reason"] = "queue_backlog"
         result["message"] = f"{backlog} messages wait in the {queue!r} queue (warning above {threshold})"
     return result
 
@@ -260,6 +261,7 @@ def check_tokens(using: str = "default") -> Check:
         },
     }
     if over:
+        result["reason"] = "expired_share_high"
         result["message"] = f"expired share above {threshold:g} in {', '.join(over)}: is the cleanup running?"
     return result
 
@@ -346,6 +348,7 @@ def check_cleanup(using: str = "default", now: datetime | None = None) -> Check:
         overdue = last is None or now - last > max_age
     result["status"] = WARNING if overdue else OK
     if overdue:
+        result["reason"] = "no_cleanup_recorded" if last is None else "cleanup_overdue"
         result["message"] = (
             "no successful cleanup recorded" if last is None else "the last successful cleanup is overdue"
         ) + ("" if periodic_task is not None else " (no cleanup schedule installed)")
@@ -362,7 +365,12 @@ def check_beat(using: str = "default", now: datetime | None = None) -> Check:
     grace = timedelta(seconds=maintenance_settings.HEALTH_BEAT_GRACE_SECONDS)
     periodic_tasks = [pt for pt in _enabled_periodic_tasks(using) if pt.clocked_id is None]
     if not periodic_tasks:
-        return {"status": WARNING, "last_seen": None, "message": "no enabled entry in beat's schedule"}
+        return {
+            "status": WARNING,
+            "reason": "beat_schedule_empty",
+            "last_seen": None,
+            "message": "no enabled entry in beat's schedule",
+        }
     last_seen = max((pt.last_run_at for pt in periodic_tasks if pt.last_run_at), default=None)
     late: list[str] = []
     for pt in periodic_tasks:
@@ -381,6 +389,7 @@ def check_beat(using: str = "default", now: datetime | None = None) -> Check:
         "late_entries": late,
     }
     if late:
+        result["reason"] = "beat_late"
         result["message"] = f"beat has not run {', '.join(late)} on time: is beat running?"
     return result
 
@@ -461,12 +470,16 @@ def run_health_checks(names: Iterable[str] | None = None, using: str = "default"
         if name == "database":
             continue
         if name in NEEDS_DATABASE and not database_ok:
-            checks[name] = {"status": SKIPPED, "message": "the database is not reachable"}
+            checks[name] = {
+                "status": SKIPPED,
+                "reason": "database_unreachable",
+                "message": "the database is not reachable",
+            }
             continue
         try:
             checks[name] = CHECKS[name]() if name == "broker" else CHECKS[name](using)
         except DatabaseError as exc:
-            checks[name] = {"status": ERROR, "error": _error_text(exc)}
+            checks[name] = {"status": ERROR, "reason": "database_error", "error": _error_text(exc)}
     statuses = {check["status"] for check in checks.values()}
     if not database_ok or ERROR in statuses:
         overall = UNHEALTHY

@@ -24,7 +24,11 @@ def _statuses_only(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": report["status"],
         "time": report["time"],
-        "checks": {name: {"status": check["status"]} for name, check in report["checks"].items()},
+        # Why a check is not ok, as a code that carries no number (see docs/operations.md).
+        "checks": {
+            name: {key: check[key] for key in ("status", "reason") if key in check}
+            for name, check in report["checks"].items()
+        },
     }
 
 

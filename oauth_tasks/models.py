@@ -214,6 +214,13 @@ class InstalledScheduleEntry(models.Model):
     name = models.CharField(max_length=200, unique=True)
     task = models.CharField(max_length=200)
     installed_at = models.DateTimeField(default=timezone.now)
+    schedule = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The crontab the installer last gave the entry; while the entry still has it, "
+        "nobody edited it and a new CLEANUP_CRONTAB replaces it.",
+    )
 
     class Meta:
         ordering = ["name"]

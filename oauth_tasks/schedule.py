@@ -15,8 +15,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
+
+from .conf import maintenance_settings
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ CLEANUP_ENTRY = "oauth_tasks: daily cleanup of expired tokens"
 WATCHDOG_ENTRY = "oauth_tasks: maintenance watchdog"
 
 CREATED = "created"
+UPDATED = "updated from the settings"
 PRESENT = "present"
 REMOVED_BY_OPERATOR = "removed by operator"
 
@@ -41,10 +43,6 @@ class ScheduleEntry:
     expire_seconds: int | None = None
 
 
-def _option(name: str, default: Any) -> Any:
-    return (getattr(settings, "OAUTH_MAINTENANCE", None) or {}).get(name, default)
-
-
 def default_entries() -> list[ScheduleEntry]:
     """The entries this app installs; the cleanup time is ``OAUTH_MAINTENANCE["CLEANUP_CRONTAB"]``."""
     return [
@@ -52,7 +50,7 @@ def default_entries() -> list[ScheduleEntry]:
             name=CLEANUP_ENTRY,
             task="oauth_tasks.start_cleanup",
             description="Delete expired and revoked tokens, ID tokens and grants, in batches, off-peak.",
-            crontab=_option("CLEANUP_CRONTAB", "17 3 * * *"),
+            crontab=maintenance_settings.CLEANUP_CRONTAB,
             expire_seconds=3600,
         ),
         ScheduleEntry(
@@ -111,12 +109,16 @@ def install_schedule(
     outcome: dict[str, str] = {}
     with transaction.atomic(using=using):
         for entry in entries or default_entries():
-            installed = InstalledScheduleEntry.objects.using(using).filter(name=entry.name).exists()
-            exists = PeriodicTask.objects.using(using).filter(name=entry.name).exists()
+            record = InstalledScheduleEntry.objects.using(using).filter(name=entry.name).first()
+            installed = record is not None
+            existing = (
+                PeriodicTask.objects.using(using).filter(name=entry.name).select_related("crontab").first()
+            )
+            exists = existing is not None
             if exists:
                 if not installed:
                     InstalledScheduleEntry.objects.using(using).create(name=entry.name, task=entry.task)
-                outcome[entry.name] = PRESENT
+                outcome[entry.name] = _follow_setting(entry, existing, record, using)
                 continue
             if installed:
                 outcome[entry.name] = REMOVED_BY_OPERATOR
@@ -131,19 +133,49 @@ def install_schedule(
                 enabled=True,
                 **_schedule_for(entry, using),
             )
-            InstalledScheduleEntry.objects.using(using).create(name=entry.name, task=entry.task)
+            InstalledScheduleEntry.objects.using(using).create(
+                name=entry.name, task=entry.task, schedule=entry.crontab or ""
+            )
             outcome[entry.name] = CREATED
     for name, result in outcome.items():
         if result == CREATED:
             logger.info("beat schedule entry installed: %s", name)
+        elif result == UPDATED:
+            logger.info("beat schedule entry follows the changed setting: %s", name)
     return outcome
+
+
+def _crontab_text(crontab: Any) -> str:
+    if crontab is None:
+        return ""
+    return " ".join(
+        [crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year, crontab.day_of_week]
+    )
+
+
+def _follow_setting(entry: ScheduleEntry, task: Any, record: Any, using: str) -> str:
+    """Give an entry nobody edited the crontab the settings ask for now (``CLEANUP_CRONTAB``).
+
+    "Nobody edited it": it still has the crontab the installer last gave it. An entry an operator
+    moved to another crontab, an interval or another time zone keeps what the operator chose.
+    """
+    if record is None or not entry.crontab or not record.schedule:
+        return PRESENT
+    current = _crontab_text(task.crontab)
+    if current != record.schedule or str(task.crontab.timezone) != "UTC" or current == entry.crontab:
+        return PRESENT
+    task.crontab = _schedule_for(entry, using)["crontab"]
+    task.save()  # bumps beat's change marker: a running beat picks the new time up
+    record.schedule = entry.crontab
+    record.save(update_fields=["schedule"])
+    return UPDATED
 
 
 def install_schedule_after_migrate(
     sender: Any, using: str = DEFAULT_DB_ALIAS, verbosity: int = 1, **kwargs: Any
 ) -> None:
     """post_migrate receiver: install the default schedule once the tables exist."""
-    if not _option("INSTALL_SCHEDULE_ON_MIGRATE", True):
+    if not maintenance_settings.INSTALL_SCHEDULE_ON_MIGRATE:
         return
     try:
         outcome = install_schedule(using=using)

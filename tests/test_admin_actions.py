@@ -76,6 +76,7 @@ def test_revoking_an_applications_tokens_shows_the_counts_then_starts_the_run(ad
     assert "Revoke all tokens?" in html and "leaky" in html
     # refresh tokens, access tokens, ID tokens, grants, total
     assert table_counts(html, "revocation-counts") == [["2", "2", "0", "2", "6"]]
+    assert "<th>Refresh tokens</th><th>Access tokens</th>" in html and "refresh_tokens" not in html
     assert not MaintenanceRun.objects.exists() and not RevocationWatermark.objects.exists()
 
     done = post(

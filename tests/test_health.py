@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from datetime import timedelta
 
@@ -288,10 +290,10 @@ def test_503_when_the_database_is_down(broken_database, client):
 
     assert status == 503
     assert body["status"] == "unhealthy"
-    assert body["checks"]["database"] == {"status": "error"}
+    assert body["checks"]["database"] == {"status": "error", "reason": "database_unreachable"}
     # Checks that read the database are skipped, not reported as five more failures.
-    assert body["checks"]["tokens"] == {"status": "skipped"}
-    assert body["checks"]["cleanup"] == {"status": "skipped"}
+    assert body["checks"]["tokens"] == {"status": "skipped", "reason": "database_unreachable"}
+    assert body["checks"]["cleanup"] == {"status": "skipped", "reason": "database_unreachable"}
 
 
 def test_the_database_error_is_described_without_connection_secrets(broken_database):
@@ -315,6 +317,19 @@ def test_anonymous_callers_see_statuses_only(client, empty_broker):
     assert set(body) == {"status", "time", "checks"}
     assert body["checks"]["tokens"] == {"status": "ok"}
     assert body["checks"]["broker"] == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_anonymous_callers_see_why_a_check_warns_as_a_code_without_numbers(client, empty_broker):
+    make_access_tokens(make_app(), 3, expires_in=-60)
+    make_access_tokens(make_app(), 1, expires_in=3600)
+
+    status, body = get_json(client)
+
+    assert status == 200 and body["status"] == "warning"
+    assert body["checks"]["tokens"] == {"status": "warning", "reason": "expired_share_high"}
+    assert body["checks"]["cleanup"] == {"status": "warning", "reason": "no_cleanup_recorded"}
+    assert not re.search(r"\d", json.dumps(body["checks"]))
 
 
 @pytest.mark.django_db

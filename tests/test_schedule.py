@@ -15,6 +15,7 @@ from oauth_tasks.schedule import (
     CREATED,
     PRESENT,
     REMOVED_BY_OPERATOR,
+    UPDATED,
     WATCHDOG_ENTRY,
     install_schedule,
 )
@@ -119,3 +120,30 @@ def test_the_installed_cleanup_entry_starts_a_run_that_the_worker_finishes(worke
     )
     assert run.trigger == "beat"
     assert run.counts["grants"] >= len(ids)
+
+
+@pytest.mark.django_db
+def test_a_changed_cleanup_crontab_setting_moves_an_entry_nobody_edited(settings):
+    fresh()
+    install_schedule()
+    settings.OAUTH_MAINTENANCE = {**settings.OAUTH_MAINTENANCE, "CLEANUP_CRONTAB": "30 2 * * *"}
+
+    outcome = install_schedule()
+
+    assert outcome[CLEANUP_ENTRY] == UPDATED
+    crontab = PeriodicTask.objects.get(name=CLEANUP_ENTRY).crontab
+    assert (crontab.minute, crontab.hour, str(crontab.timezone)) == ("30", "2", "UTC")
+    assert install_schedule()[CLEANUP_ENTRY] == PRESENT
+
+
+@pytest.mark.django_db
+def test_a_changed_cleanup_crontab_setting_leaves_an_entry_the_operator_moved(settings):
+    fresh()
+    install_schedule()
+    cleanup = PeriodicTask.objects.get(name=CLEANUP_ENTRY)
+    cleanup.crontab = CrontabSchedule.objects.create(minute="45", hour="1", timezone="UTC")
+    cleanup.save()
+    settings.OAUTH_MAINTENANCE = {**settings.OAUTH_MAINTENANCE, "CLEANUP_CRONTAB": "30 2 * * *"}
+
+    assert install_schedule()[CLEANUP_ENTRY] == PRESENT
+    assert PeriodicTask.objects.get(name=CLEANUP_ENTRY).crontab.hour == "1"
