@@ -86,8 +86,9 @@ class Command(BaseCommand):
             never_expire = refresh_token_expire_timedelta() is None
         except ImproperlyConfigured as exc:
             raise CommandError(f"settings: {exc}") from exc
-        if never_expire:
+        if never_expire and options["verbosity"] >= 1:
             # django-oauth-toolkit's warning: refresh tokens (and the access tokens they hold) stay.
+            # Not with -v 0, which prints errors only (cron mails whatever a job prints).
             self.stderr.write(
                 self.style.WARNING(
                     "REFRESH_TOKEN_EXPIRE_SECONDS is not set (or is 0), so refresh tokens never "
