@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from .charts import bar_chart, line_chart
 from .health import check_cleanup
 from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus, TokenTableSnapshot
-from .progress import RunProgress, run_progress, stalled_run_ids
+from .progress import RunProgress, run_progress
 
 CLEANUP_KIND = "cleanup"
 #: Finished runs stay on the dashboard's run list this long, so a bar is seen reaching 100 %.
@@ -28,14 +28,13 @@ CHART_RUNS = 20
 def current_runs(now: datetime | None = None) -> list[tuple[MaintenanceRun, RunProgress]]:
     """Active runs, then runs finished within the last hour (newest first), with their progress."""
     now = now or timezone.now()
-    stalled = stalled_run_ids()
     active = list(MaintenanceRun.objects.filter(status__in=ACTIVE_STATUSES).order_by("-created_at")[:50])
     recent = list(
         MaintenanceRun.objects.exclude(status__in=ACTIVE_STATUSES)
         .filter(finished_at__gte=now - RECENT)
         .order_by("-finished_at")[:10]
     )
-    return [(run, run_progress(run, stalled=run.pk in stalled, now=now)) for run in active + recent]
+    return [(run, run_progress(run, now=now)) for run in active + recent]
 
 
 def poll_document(now: datetime | None = None) -> dict:

@@ -50,8 +50,8 @@ class RunProgress:
         return human_seconds(self.eta_seconds)
 
 
-def run_progress(run: MaintenanceRun, *, stalled: bool = False, now: datetime | None = None) -> RunProgress:
-    """Progress of ``run``; ``stalled`` comes from the engine's own notion (``find_stalled_runs``)."""
+def run_progress(run: MaintenanceRun, *, now: datetime | None = None) -> RunProgress:
+    """Progress of ``run``; stalled is the run's own notion (``MaintenanceRun.is_stalled``)."""
     now = now or timezone.now()
     done = run.total_processed
     total = run.estimated_total
@@ -73,7 +73,7 @@ def run_progress(run: MaintenanceRun, *, stalled: bool = False, now: datetime | 
         status=run.status,
         phase=run.phase,
         dry_run=run.dry_run,
-        stalled=stalled and run.is_active,
+        stalled=run.is_stalled,
         done=done,
         estimated_total=total,
         percent=None if percent is None else round(percent, 1),
@@ -82,9 +82,3 @@ def run_progress(run: MaintenanceRun, *, stalled: bool = False, now: datetime | 
         seconds_since_last_batch=None if since is None else round(since, 1),
         batch_number=run.batch_number,
     )
-
-
-def stalled_run_ids() -> set[int]:
-    from .engine import find_stalled_runs
-
-    return set(find_stalled_runs().values_list("pk", flat=True))

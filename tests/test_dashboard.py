@@ -275,3 +275,24 @@ def test_browser_every_admin_page_the_project_adds_opens_without_a_server_error(
             failures[url] = response.status
     assert len(urls) > 15
     assert failures == {}
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_browser_the_runs_list_fits_a_1280_px_screen(live_server, page):
+    get_user_model().objects.create_superuser("operator", "op@example.com", "pw-12345!")
+    expired_rows(access_tokens=3, grants=1)
+    drive(engine.dispatch("cleanup", {}, trigger="admin", batch_size=1)[0])
+    engine.dispatch("cleanup", {"only": ["tokens", "id_tokens"], "keep_if_younger": "30d"}, trigger="api")
+    engine.dispatch("cleanup", {}, trigger="admin", dry_run=True)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "pw-12345!")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+
+    page.goto(f"{live_server.url}{reverse('admin:oauth_tasks_maintenancerun_changelist')}")
+
+    assert page.locator("#result_list tbody tr").count() == 3
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.evaluate("document.querySelector('#result_list').getBoundingClientRect().right") <= 1280
