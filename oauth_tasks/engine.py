@@ -82,7 +82,9 @@ def check_broker() -> None:
     with current_app.connection_for_write() as conn:
         url = _masked(conn.as_uri(include_password=True))
         try:
-            conn.ensure_connection(max_retries=1, timeout=BROKER_CHECK_TIMEOUT)
+            conn.ensure_connection(
+                max_retries=1, interval_start=0.2, interval_step=0, timeout=BROKER_CHECK_TIMEOUT
+            )
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BrokerUnavailable(f"no broker answers at {url}: {reason}") from None
