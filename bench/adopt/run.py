@@ -151,9 +151,11 @@ class Prober(threading.Thread):
                 time.sleep(0.05)
 
 
-def switch(pg: Pg, dbname: str, batch_size: int, rate: float) -> dict:
-    """Adopt, then catch up while DOT issues tokens, switch, catch up again; measure each token's wait."""
-    adopt(pg, dbname, batch_size)
+def switch(pg: Pg, dbname: str, batch_size: int, rate: float, *, first: bool = True) -> dict:
+    """Adopt (unless ``first`` is off: the database holds an adoption already), then catch up while
+    DOT issues tokens, switch, catch up again; measure each token's wait."""
+    if first:
+        adopt(pg, dbname, batch_size)
     writer = DotWriter(pg, dbname, rate)
     prober = Prober(pg, dbname, writer)
     writer.start()
@@ -238,8 +240,17 @@ def main() -> None:
     parser.add_argument("--pg-host", default=os.environ.get("BENCH_PGHOST", "127.0.0.1"))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("BENCH_PGPORT", "5432")))
     parser.add_argument("--pg-user", default=os.environ.get("BENCH_PGUSER", "postgres"))
+    parser.add_argument(
+        "--switch-on",
+        metavar="DBNAME",
+        help="Only measure the switch, on a database that holds DOT's tables and an adoption already.",
+    )
     args = parser.parse_args()
     pg = Pg(args.pg_host, args.pg_port, args.pg_user)
+    if args.switch_on:
+        downtime = switch(pg, args.switch_on, args.batch_size, args.rate, first=False)
+        print(json.dumps({**downtime, "rate": args.rate, "load": os.getloadavg()[0]}))
+        return
     load = [os.getloadavg()[0]]
     seed_time = datetime.now(UTC)
     build_template(pg, args.tokens, seed_time)
