@@ -634,7 +634,8 @@ def verify_window(
             f"FROM {src} s WHERE s.id > %s AND s.id <= %s",
             [*params, *params, lo, hi],
         )
-        total, wanted, missing = db.fetchone()
+        # SUM() is a DECIMAL on MySQL and MariaDB, which JSON (the run's counts) cannot hold.
+        total, wanted, missing = (int(value or 0) for value in db.fetchone())
         db.execute(
             f"SELECT COUNT(*) FROM {dst} t WHERE t.id > %s AND t.id <= %s "
             f"AND NOT EXISTS (SELECT 1 FROM {src} s WHERE s.id = t.id)",
