@@ -88,7 +88,13 @@ class IntrospectTokenView(ClientProtectedScopedResourceMixin, View):
         return True, info
 
     def respond(self, raw: str | None, hint: str | None) -> JsonResponse:
-        response = JsonResponse(self.token_info(raw, hint))
+        if raw is None:
+            # RFC 7662 2.1: ``token`` is required; django-oauth-toolkit answers the same 400.
+            response = JsonResponse(
+                {"error": "invalid_request", "error_description": "Token parameter is missing."}, status=400
+            )
+        else:
+            response = JsonResponse(self.token_info(raw, hint))
         response["Cache-Control"] = "no-store"
         return response
 
