@@ -259,6 +259,8 @@ OAUTH2_PROVIDER = {
         "maintenance": "Start and watch maintenance runs",
     },
     "DEFAULT_SCOPES": ["read", "write"],
+    # Protected resources answer as RFC 6750 says (401 with a challenge) instead of a bare 403.
+    "RESOURCE_SERVER_BEARER_CHALLENGE": True,
 }
 if os.environ.get("OIDC_RSA_PRIVATE_KEY_FILE"):
     OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"] = Path(os.environ["OIDC_RSA_PRIVATE_KEY_FILE"]).read_text()

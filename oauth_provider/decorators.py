@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
 from .backends import authenticate_by_bearer_token
-from .http import bearer_error_response, csrf_failure_response
+from .http import csrf_failure_response, refused_resource_response
 from .oauth2_backends import OAuthLibCore
 from .scopes import get_scopes_backend
 from .settings import oauth2_settings
@@ -59,7 +59,7 @@ def _protect(
         scopes = scopes_for(request)
         valid, oauthlib_request = core.verify_request(request, scopes=scopes)
         if not valid:
-            return bearer_error_response(getattr(oauthlib_request, "oauth2_error", None), scopes)
+            return refused_resource_response(getattr(oauthlib_request, "oauth2_error", None), scopes)
         request.resource_owner = oauthlib_request.user
         request.access_token = oauthlib_request.access_token
         return view_func(request, *args, **kwargs)

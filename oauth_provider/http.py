@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import DisallowedRedirect
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import reverse
 from django.utils.encoding import iri_to_uri
@@ -83,6 +83,14 @@ def with_issuer(uri: str, issuer: str) -> str:
         return urlunsplit(parts._replace(fragment=f"{parts.fragment}&{param}"))
     query = f"{parts.query}&{param}" if parts.query else param
     return urlunsplit(parts._replace(query=query))
+
+
+def refused_resource_response(error: dict | None, scopes: list[str] | None = None) -> HttpResponse:
+    """How a protected resource refuses a request: a bare 403 as django-oauth-toolkit, or the
+    RFC 6750 answer of :func:`bearer_error_response` with ``RESOURCE_SERVER_BEARER_CHALLENGE``."""
+    if not oauth2_settings.RESOURCE_SERVER_BEARER_CHALLENGE:
+        return HttpResponseForbidden()
+    return bearer_error_response(error, scopes)
 
 
 def bearer_error_response(error: dict | None, scopes: list[str] | None = None) -> HttpResponse:

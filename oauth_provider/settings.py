@@ -129,6 +129,9 @@ DEFAULTS: dict[str, Any] = {
     "RESOURCE_SERVER_INTROSPECTION_CREDENTIALS": None,
     "RESOURCE_SERVER_TOKEN_CACHING_SECONDS": 36000,
     "AUTHENTICATION_SERVER_EXP_TIME_ZONE": "UTC",
+    # How a protected resource refuses a request: False, a bare 403 as django-oauth-toolkit;
+    # True, RFC 6750 3.1 (401 with a WWW-Authenticate challenge, 403 insufficient_scope).
+    "RESOURCE_SERVER_BEARER_CHALLENGE": False,
     # A bool, or a callable taking the client id and returning a bool.
     "PKCE_REQUIRED": True,
     # The PKCE methods accepted and advertised; django-oauth-toolkit also takes "plain".

@@ -12,7 +12,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 
 from ..exceptions import FatalClientError, OAuthToolkitError
-from ..http import CLIENT_CHALLENGE, bearer_error_response
+from ..http import CLIENT_CHALLENGE, refused_resource_response
 from ..oauth2_backends import OAuthLibCore
 from ..ratelimit import RateLimited
 from ..scopes import get_scopes_backend
@@ -90,6 +90,14 @@ class OAuthLibMixin:
             # oauthlib refuses malformed query strings with a ValueError: a client error, not a 500.
             raise SuspiciousOperation(str(error)) from error
 
+    def unauthenticated_response(self, request: HttpRequest, oauthlib_request=None) -> HttpResponse:
+        """The answer to a protected resource request that fails authentication (DOT's hook).
+
+        A bare 403 as django-oauth-toolkit; RFC 6750's 401/403 with a ``WWW-Authenticate``
+        challenge when ``RESOURCE_SERVER_BEARER_CHALLENGE`` is on.
+        """
+        return refused_resource_response(getattr(oauthlib_request, "oauth2_error", None), self.get_scopes())
+
     def error_response(self, error: OAuthToolkitError, **kwargs) -> tuple[bool, dict[str, Any]]:
         """Whether to redirect the error to the client, and the error and redirect URL."""
         oauthlib_error = error.oauthlib_error
@@ -139,7 +147,7 @@ class ProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
             return super().dispatch(request, *args, **kwargs)
         valid, oauthlib_request = self.verify_request(request)
         if not valid:
-            return bearer_error_response(getattr(oauthlib_request, "oauth2_error", None), self.get_scopes())
+            return self.unauthenticated_response(request, oauthlib_request)
         request.resource_owner = oauthlib_request.user
         request.access_token = oauthlib_request.access_token
         return super().dispatch(request, *args, **kwargs)
@@ -180,6 +188,8 @@ class ClientProtectedResourceMixin(OwnCredentialsMixin, OAuthLibMixin):
         if request.method.upper() == "OPTIONS":
             return super().dispatch(request, *args, **kwargs)
         if not self.authenticate_client(request):
+            if not oauth2_settings.RESOURCE_SERVER_BEARER_CHALLENGE:
+                return self.unauthenticated_response(request)
             response = JsonResponse(
                 {"error": "invalid_client", "error_description": "Client authentication failed."}, status=401
             )
