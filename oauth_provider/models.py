@@ -70,6 +70,49 @@ class TokenChecksumField(models.CharField):
         return super().pre_save(model_instance, add)
 
 
+LOOPBACK_IPS = ("127.0.0.1", "::1")
+
+
+def _redirect_uri_matches(uri: str, registered: str) -> bool:
+    """One registered URI against a requested one, component by component.
+
+    Exact, except that a loopback IP redirect URI (``http://127.0.0.1`` or ``http://[::1]``, and
+    ``http://localhost`` with ``ALLOW_LOCALHOST_LOOPBACK``) matches on any port (RFC 8252 7.3:
+    native apps listen on an ephemeral port), and with ``ALLOW_URI_WILDCARDS`` a registered host
+    ``*.example.com`` matches its subdomains.
+    """
+    if "#" in registered or "@" in urlsplit(registered).netloc:
+        return False
+    want, got = urlsplit(registered), urlsplit(uri)
+    if want.scheme != got.scheme:
+        return False
+    want_host, got_host = want.hostname, got.hostname
+    if oauth2_settings.ALLOW_URI_WILDCARDS and want_host and want_host.startswith("*"):
+        if not got_host or not got_host.endswith(want_host[1:]):
+            return False
+    elif want_host != got_host:
+        return False
+    loopback = want.scheme == "http" and (
+        want_host in LOOPBACK_IPS or (oauth2_settings.ALLOW_LOCALHOST_LOOPBACK and want_host == "localhost")
+    )
+    if not loopback and want.port != got.port:
+        return False
+    # The rest exactly (RFC 9700 2.1), an empty query ("?") included.
+    return want.path == got.path and ("?" in registered) == ("?" in uri) and want.query == got.query
+
+
+def redirect_to_uri_allowed(uri: str, allowed_uris: list[str]) -> bool:
+    """Whether ``uri`` may be redirected to, given the registered ``allowed_uris`` (DOT's function).
+
+    A requested URI with a fragment or with credentials in its authority never is.
+    """
+    if not isinstance(allowed_uris, list):
+        raise ValueError("allowed_uris must be a list")
+    if "#" in uri or "@" in urlsplit(uri).netloc:
+        return False
+    return any(uri == registered or _redirect_uri_matches(uri, registered) for registered in allowed_uris)
+
+
 def redirect_uri_scheme_errors(uris: list[str], allowed_schemes: list[str]) -> list[str]:
     """One message per URI that is malformed or whose scheme is not allowed."""
     allowed = {s.lower() for s in allowed_schemes}
@@ -167,8 +210,9 @@ class AbstractApplication(models.Model):
         return uris[0] if len(uris) == 1 else None
 
     def redirect_uri_allowed(self, uri: str) -> bool:
-        """Exact match against a registered URI (RFC 6749 3.1.2.3; no prefix or wildcard)."""
-        return uri in self.redirect_uris.split()
+        """Match against a registered URI (RFC 6749 3.1.2.3): exact, but for loopback ports and
+        wildcards as :func:`redirect_to_uri_allowed` allows."""
+        return redirect_to_uri_allowed(uri, self.redirect_uris.split())
 
     def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
         return uri in self.post_logout_redirect_uris.split()
