@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -28,7 +29,14 @@ class OIDCOnlyMixin:
 
 
 def _endpoint(request: HttpRequest, name: str) -> str:
-    return request.build_absolute_uri(reverse(f"oauth2_provider:{name}"))
+    """An endpoint's absolute URL: on the host of ``OIDC_ISS_ENDPOINT`` when set (as DOT), so a
+    provider behind a proxy advertises its public URLs, else on the request's host."""
+    path = reverse(f"oauth2_provider:{name}")
+    issuer = oauth2_settings.OIDC_ISS_ENDPOINT
+    if not issuer:
+        return request.build_absolute_uri(path)
+    parsed = urlsplit(issuer)
+    return f"{parsed.scheme}://{parsed.netloc}{path}"
 
 
 @method_decorator(login_not_required, name="dispatch")
