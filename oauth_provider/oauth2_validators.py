@@ -140,13 +140,34 @@ class OAuth2Validator(RequestValidator):
         return super().client_authentication_required(request, *args, **kwargs)
 
     def authenticate_client(self, request: Request, *args, **kwargs) -> bool:
-        """HTTP Basic first (RFC 6749 2.3.1 prefers it), then ``client_id``/``client_secret`` in the body."""
+        """HTTP Basic first (RFC 6749 2.3.1 prefers it); when that fails, ``client_id`` and
+        ``client_secret`` in the body, as django-oauth-toolkit does."""
+        if self._authenticate_basic_auth(request):
+            return True
+        if self._basic_auth_credentials(request) is not None and not getattr(request, "client_secret", None):
+            # Nothing in the body to fall back to: one failure, counted once by the rate limit.
+            return False
+        return self._authenticate_request_body(request)
+
+    def _authenticate_basic_auth(self, request: Request) -> bool:
+        """The client of the HTTP Basic header, if its secret matches (DOT's hook)."""
         basic = self._basic_auth_credentials(request)
-        if basic is not None:
-            client_id, client_secret = basic
-        else:
-            client_id = getattr(request, "client_id", None)
-            client_secret = getattr(request, "client_secret", None)
+        if basic is None:
+            return False
+        client_id, client_secret = basic
+        if not self._authenticate_credentials(request, client_id, client_secret):
+            return False
+        if not request.client_id:
+            request.client_id = client_id
+        return True
+
+    def _authenticate_request_body(self, request: Request) -> bool:
+        """The client of ``client_id`` and ``client_secret`` in the body (DOT's hook)."""
+        client_id = getattr(request, "client_id", None)
+        client_secret = getattr(request, "client_secret", None)
+        return self._authenticate_credentials(request, client_id, client_secret)
+
+    def _authenticate_credentials(self, request: Request, client_id, client_secret) -> bool:
         # Before any secret is hashed: refused with 429 once the address or client used up its failures.
         ratelimit.check(request.headers, client_id)
         client = self._load_application(client_id, request)
@@ -159,8 +180,6 @@ class OAuth2Validator(RequestValidator):
             ratelimit.record_failure(request.headers, client_id)
             request.client = None
             return False
-        if basic is not None and not request.client_id:
-            request.client_id = client_id
         return True
 
     def authenticate_client_id(self, client_id: str, request: Request, *args, **kwargs) -> bool:
