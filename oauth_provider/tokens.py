@@ -54,11 +54,15 @@ def access_token_problem(
     """
     if access_token is None or not is_issued_token_allowed(access_token, request):
         return INVALID
+    # The model's own is_valid() decides, as in django-oauth-toolkit, so a swapped model's override
+    # takes effect; is_expired() and allow_scopes() only name the reason.
+    if access_token.is_valid(scopes or []):
+        return None
     if access_token.is_expired():
         return EXPIRED
     if not access_token.allow_scopes(scopes or []):
         return INSUFFICIENT_SCOPE
-    return None
+    return INVALID
 
 
 def id_token_problem(id_token: Any, scopes: list[str] | None = None, request: Any = None) -> str | None:
