@@ -118,8 +118,29 @@ class IDTokenAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
-admin.site.register(get_application_model(), oauth2_settings.APPLICATION_ADMIN_CLASS)
-admin.site.register(get_access_token_model(), oauth2_settings.ACCESS_TOKEN_ADMIN_CLASS)
-admin.site.register(get_grant_model(), oauth2_settings.GRANT_ADMIN_CLASS)
-admin.site.register(get_id_token_model(), oauth2_settings.ID_TOKEN_ADMIN_CLASS)
-admin.site.register(get_refresh_token_model(), oauth2_settings.REFRESH_TOKEN_ADMIN_CLASS)
+def get_application_admin_class():
+    """``APPLICATION_ADMIN_CLASS`` (DOT's helper)."""
+    return oauth2_settings.APPLICATION_ADMIN_CLASS
+
+
+def get_access_token_admin_class():
+    return oauth2_settings.ACCESS_TOKEN_ADMIN_CLASS
+
+
+def get_grant_admin_class():
+    return oauth2_settings.GRANT_ADMIN_CLASS
+
+
+def get_id_token_admin_class():
+    return oauth2_settings.ID_TOKEN_ADMIN_CLASS
+
+
+def get_refresh_token_admin_class():
+    return oauth2_settings.REFRESH_TOKEN_ADMIN_CLASS
+
+
+admin.site.register(get_application_model(), get_application_admin_class())
+admin.site.register(get_access_token_model(), get_access_token_admin_class())
+admin.site.register(get_grant_model(), get_grant_admin_class())
+admin.site.register(get_id_token_model(), get_id_token_admin_class())
+admin.site.register(get_refresh_token_model(), get_refresh_token_admin_class())

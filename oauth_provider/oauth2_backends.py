@@ -114,6 +114,10 @@ class OAuthLibCore:
         except oauth2.OAuth2Error as error:
             raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]) from error
 
+    def _get_extra_credentials(self, request: HttpRequest) -> dict[str, Any] | None:
+        """Extra keys merged into the token response (DOT's hook; none by default)."""
+        return None
+
     def create_token_response(self, request: HttpRequest) -> Response:
         """Run the token request in one transaction, so a failure late in it stores nothing.
 
@@ -134,7 +138,7 @@ class OAuthLibCore:
         try:
             with transaction.atomic(using=router.db_for_write(get_access_token_model())):
                 headers, body, status = self.server.create_token_response(
-                    uri, http_method, body, headers, None
+                    uri, http_method, body, headers, self._get_extra_credentials(request)
                 )
         except oauth2.OAuth2Error as exc:
             return None, exc.headers, exc.json, exc.status_code

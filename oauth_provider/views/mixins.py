@@ -46,16 +46,25 @@ class OAuthLibMixin:
     oauthlib_backend_class: type | None = None
 
     @classmethod
+    def get_server_class(cls) -> type:
+        return cls.server_class or oauth2_settings.OAUTH2_SERVER_CLASS
+
+    @classmethod
+    def get_validator_class(cls) -> type:
+        return cls.validator_class or oauth2_settings.OAUTH2_VALIDATOR_CLASS
+
+    @classmethod
+    def get_oauthlib_backend_class(cls) -> type:
+        return cls.oauthlib_backend_class or oauth2_settings.OAUTH2_BACKEND_CLASS
+
+    @classmethod
     def get_server(cls) -> Any:
-        server_class = cls.server_class or oauth2_settings.OAUTH2_SERVER_CLASS
-        validator_class = cls.validator_class or oauth2_settings.OAUTH2_VALIDATOR_CLASS
-        return server_class(validator_class(), **oauth2_settings.server_kwargs)
+        return cls.get_server_class()(cls.get_validator_class()(), **oauth2_settings.server_kwargs)
 
     @classmethod
     def get_oauthlib_core(cls) -> OAuthLibCore:
         if "_oauthlib_core" not in cls.__dict__ or oauth2_settings.ALWAYS_RELOAD_OAUTHLIB_CORE:
-            backend_class = cls.oauthlib_backend_class or oauth2_settings.OAUTH2_BACKEND_CLASS
-            cls._oauthlib_core = backend_class(cls.get_server())
+            cls._oauthlib_core = cls.get_oauthlib_backend_class()(cls.get_server())
         return cls._oauthlib_core
 
     def validate_authorization_request(self, request: HttpRequest):
