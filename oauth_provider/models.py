@@ -113,6 +113,18 @@ def redirect_to_uri_allowed(uri: str, allowed_uris: list[str]) -> bool:
     return any(uri == registered or _redirect_uri_matches(uri, registered) for registered in allowed_uris)
 
 
+def is_origin_allowed(origin: str, allowed_origins: list[str]) -> bool:
+    """Whether a CORS ``origin`` is one of ``allowed_origins`` (scheme and host:port), and its scheme is
+    in ``ALLOWED_SCHEMES`` (``https`` only by default), as django-oauth-toolkit's function."""
+    parsed = urlsplit(origin)
+    if parsed.scheme not in oauth2_settings.ALLOWED_SCHEMES:
+        return False
+    return any(
+        (allowed.scheme, allowed.netloc) == (parsed.scheme, parsed.netloc)
+        for allowed in map(urlsplit, allowed_origins)
+    )
+
+
 def redirect_uri_scheme_errors(uris: list[str], allowed_schemes: list[str]) -> list[str]:
     """One message per URI that is malformed or whose scheme is not allowed."""
     allowed = {s.lower() for s in allowed_schemes}
@@ -218,7 +230,8 @@ class AbstractApplication(models.Model):
         return uri in self.post_logout_redirect_uris.split()
 
     def origin_allowed(self, origin: str) -> bool:
-        return bool(self.allowed_origins) and origin in self.allowed_origins.split()
+        """A CORS origin listed in ``allowed_origins``, with a scheme of ``ALLOWED_SCHEMES``."""
+        return bool(self.allowed_origins) and is_origin_allowed(origin, self.allowed_origins.split())
 
     def get_allowed_schemes(self) -> list[str]:
         return list(oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES)
