@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import json
 import logging
 import uuid
@@ -549,34 +550,38 @@ class OAuth2Validator(RequestValidator):
     # -- OpenID Connect ------------------------------------------------------------------------
 
     def get_additional_claims(self, request: Request) -> dict[str, Any]:
-        """Claims besides ``sub``; override to add more. Released per ``oidc_claim_scope``."""
-        user = request.user
-        claims: dict[str, Any] = {}
-        username = user.get_username() if hasattr(user, "get_username") else None
-        if username:
-            claims["preferred_username"] = username
-        full_name = user.get_full_name() if hasattr(user, "get_full_name") else ""
-        if full_name:
-            claims["name"] = full_name
-        if getattr(user, "first_name", ""):
-            claims["given_name"] = user.first_name
-        if getattr(user, "last_name", ""):
-            claims["family_name"] = user.last_name
-        if getattr(user, "email", ""):
-            claims["email"] = user.email
-        return claims
+        """Claims besides ``sub``: none by default, as django-oauth-toolkit. Override to add some.
+
+        Two forms, as DOT: ``get_additional_claims(self, request)`` returning values, or
+        ``get_additional_claims(self)`` returning callables of the request, whose keys discovery
+        then lists in ``claims_supported``. Each claim is released when ``oidc_claim_scope`` maps
+        it to a granted scope (or always when ``oidc_claim_scope`` is None).
+        """
+        return {}
+
+    def _get_additional_claims_is_request_agnostic(self) -> bool:
+        return len(inspect.signature(self.get_additional_claims).parameters) == 0
+
+    def get_claim_dict(self, request: Request) -> dict[str, Any]:
+        """``sub`` and the additional claims, as values or as callables of the request."""
+        if self._get_additional_claims_is_request_agnostic():
+            return {"sub": lambda r: str(r.user.pk), **self.get_additional_claims()}
+        return {"sub": str(request.user.pk), **self.get_additional_claims(request)}
 
     def get_oidc_claims(self, token, token_handler, request: Request) -> dict[str, Any]:
-        data = {"sub": str(request.user.pk), **self.get_additional_claims(request)}
         scopes = set(request.scopes or [])
         return {
-            name: value
-            for name, value in data.items()
+            name: value(request) if callable(value) else value
+            for name, value in self.get_claim_dict(request).items()
             if not self.oidc_claim_scope or self.oidc_claim_scope.get(name) in scopes
         }
 
     def get_discovery_claims(self, request) -> list[str]:
-        return sorted({"sub", *(self.oidc_claim_scope or {})})
+        """The claims this configuration can release: ``sub``, and the keys of request-agnostic
+        additional claims (those of the request form are not known without a request)."""
+        if self._get_additional_claims_is_request_agnostic():
+            return list(dict.fromkeys(["sub", *self.get_claim_dict(request)]))
+        return ["sub"]
 
     def get_oidc_issuer_endpoint(self, request) -> str:
         return oidc_issuer(request)
