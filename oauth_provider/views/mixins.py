@@ -6,8 +6,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 
@@ -218,4 +219,39 @@ class ClientProtectedScopedResourceMixin(ScopedProtectedResourceMixin):
         if not auth.lower().startswith("bearer ") and self.authenticate_client(request):
             # Skip the bearer check of ProtectedResourceMixin.
             return super(ProtectedResourceMixin, self).dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+
+class OIDCOnlyMixin:
+    """404 unless ``OIDC_ENABLED``: the endpoints do not exist for a plain OAuth2 provider.
+
+    With ``DEBUG`` on it raises ``ImproperlyConfigured`` instead, as django-oauth-toolkit, so the
+    missing setting is found at once during development.
+    """
+
+    debug_error_message = (
+        "The OpenID Connect views are not enabled unless OIDC_ENABLED is set in the OAUTH2_PROVIDER settings"
+    )
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not oauth2_settings.OIDC_ENABLED:
+            if settings.DEBUG:
+                raise ImproperlyConfigured(self.debug_error_message)
+            raise Http404("OpenID Connect is not enabled")
+        return super().dispatch(request, *args, **kwargs)
+
+
+class OIDCLogoutOnlyMixin(OIDCOnlyMixin):
+    """As ``OIDCOnlyMixin``, for RP-initiated logout: also needs ``OIDC_RP_INITIATED_LOGOUT_ENABLED``."""
+
+    debug_error_message = (
+        "The OpenID Connect RP-initiated logout view is not enabled unless "
+        "OIDC_RP_INITIATED_LOGOUT_ENABLED is set in the OAUTH2_PROVIDER settings"
+    )
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ENABLED:
+            if settings.DEBUG:
+                raise ImproperlyConfigured(self.debug_error_message)
+            raise Http404("RP-initiated logout is not enabled")
         return super().dispatch(request, *args, **kwargs)

@@ -6,7 +6,7 @@ import json
 from urllib.parse import urlsplit
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -16,16 +16,8 @@ from ..crypto import jwk_from_pem
 from ..http import oidc_issuer
 from ..models import AbstractApplication
 from ..settings import oauth2_settings
-from .mixins import ScopedProtectedResourceMixin
-
-
-class OIDCOnlyMixin:
-    """404 unless ``OIDC_ENABLED``: the endpoints do not exist for a plain OAuth2 provider."""
-
-    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if not oauth2_settings.OIDC_ENABLED:
-            raise Http404("OpenID Connect is not enabled")
-        return super().dispatch(request, *args, **kwargs)
+from .logout import RPInitiatedLogoutView  # noqa: F401  (DOT imports it from here)
+from .mixins import OIDCOnlyMixin, ScopedProtectedResourceMixin
 
 
 def _endpoint(request: HttpRequest, name: str) -> str:
