@@ -10,6 +10,7 @@ part of the value itself.
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.utils.translation import ngettext
 
 from .models import (
     get_access_token_model,
@@ -21,6 +22,12 @@ from .models import (
     token_checksum,
 )
 from .settings import oauth2_settings
+
+# As django-oauth-toolkit: the user's username, and e-mail when the user model has one.
+_user_model = get_user_model()
+USER_SEARCH_FIELDS: tuple[str, ...] = (f"user__{_user_model.USERNAME_FIELD}",)
+if _user_model.USERNAME_FIELD != "email" and any(f.name == "email" for f in _user_model._meta.get_fields()):
+    USER_SEARCH_FIELDS += ("user__email",)
 
 
 def _fingerprint(value: str, length: int = 12) -> str:
@@ -63,9 +70,10 @@ class ApplicationAdmin(admin.ModelAdmin):
 
 class AccessTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
     list_display = ("id", "token_fingerprint", "user", "application", "expires", "scope")
+    actions = ("revoke_tokens",)
     list_select_related = ("application", "user")
     raw_id_fields = ("user", "source_refresh_token", "id_token", "application")
-    search_fields = ("user__" + get_user_model().USERNAME_FIELD, "application__client_id")
+    search_fields = ("application__client_id", "application__name", *USER_SEARCH_FIELDS)
     list_filter = ("application",)
     exclude = ("token", "token_checksum")
     readonly_fields = ("token_fingerprint",)
@@ -74,13 +82,28 @@ class AccessTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
     @admin.display(description="token")
     def token_fingerprint(self, obj):
         return _fingerprint(obj.token)
+
+    @admin.action(description="Revoke selected access tokens")
+    def revoke_tokens(self, request, queryset):
+        """As DOT: an access token goes with its refresh token (revoked), so neither is usable."""
+        revoked = 0
+        for access_token in queryset.iterator():
+            refresh_token = getattr(access_token, "refresh_token", None)
+            if refresh_token is not None:
+                refresh_token.revoke()  # marks it revoked and deletes its access token
+            access_token.revoke()  # the access token of an already revoked refresh token too
+            revoked += 1
+        self.message_user(
+            request, ngettext("Revoked %d access token.", "Revoked %d access tokens.", revoked) % revoked
+        )
 
 
 class RefreshTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
     list_display = ("id", "token_fingerprint", "user", "application", "revoked", "created")
+    actions = ("revoke_tokens",)
     list_select_related = ("application", "user")
     raw_id_fields = ("user", "access_token", "application")
-    search_fields = ("user__" + get_user_model().USERNAME_FIELD, "application__client_id")
+    search_fields = ("application__client_id", "application__name", *USER_SEARCH_FIELDS)
     list_filter = ("application",)
     exclude = ("token", "token_checksum")
     readonly_fields = ("token_fingerprint",)
@@ -89,12 +112,22 @@ class RefreshTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
     @admin.display(description="token")
     def token_fingerprint(self, obj):
         return _fingerprint(obj.token)
+
+    @admin.action(description="Revoke selected refresh tokens")
+    def revoke_tokens(self, request, queryset):
+        revoked = 0
+        for refresh_token in queryset.iterator():
+            refresh_token.revoke()
+            revoked += 1
+        self.message_user(
+            request, ngettext("Revoked %d refresh token.", "Revoked %d refresh tokens.", revoked) % revoked
+        )
 
 
 class GrantAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
     list_display = ("id", "code_fingerprint", "application", "user", "expires")
     raw_id_fields = ("user", "application")
-    search_fields = ("application__client_id", "user__" + get_user_model().USERNAME_FIELD)
+    search_fields = ("application__client_id", "application__name", *USER_SEARCH_FIELDS)
     exclude = ("code",)
     readonly_fields = ("code_fingerprint",)
     show_full_result_count = False
@@ -113,7 +146,7 @@ class GrantAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
 class IDTokenAdmin(admin.ModelAdmin):
     list_display = ("jti", "user", "application", "expires")
     raw_id_fields = ("user", "application")
-    search_fields = ("user__" + get_user_model().USERNAME_FIELD, "application__client_id")
+    search_fields = ("application__client_id", "application__name", *USER_SEARCH_FIELDS)
     list_filter = ("application",)
     show_full_result_count = False
 
