@@ -33,7 +33,7 @@ from oauthlib.oauth2.rfc6749.grant_types.authorization_code import (
 )
 from oauthlib.openid import RequestValidator
 
-from . import ratelimit, tokens
+from . import ratelimit, remote_introspection, tokens
 from .http import oidc_issuer
 from .id_tokens import load_id_token
 from .models import (
@@ -381,6 +381,14 @@ class OAuth2Validator(RequestValidator):
             return False  # no credentials: RFC 6750 3.1 wants a challenge without an error code
         access_token = get_access_token_model().lookup(token)
         problem = tokens.access_token_problem(access_token, scopes, request)
+        if (
+            problem is not None
+            and oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL
+            and (access_token is None or access_token.application_id is None)
+        ):
+            # A token of another authorization server, or our expired copy of its last answer.
+            access_token = remote_introspection.token_from_authorization_server(token)
+            problem = tokens.access_token_problem(access_token, scopes, request)
         if problem is not None:
             return self._refuse_bearer(request, problem)
         request.client = access_token.application
