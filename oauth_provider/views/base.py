@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import resolve_url
+from django.urls import NoReverseMatch
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -76,7 +79,14 @@ class AuthorizationView(BaseAuthorizationView, FormView):
         return super().dispatch(request, *args, **kwargs)
 
     def handle_no_permission(self) -> HttpResponse:
-        """``prompt=none`` without a session is ``login_required`` for the client (OIDC Core 3.1.2.6)."""
+        """``prompt=none`` without a session is ``login_required`` for the client (OIDC Core 3.1.2.6).
+
+        ``prompt=create`` sends the visitor to the registration page first (``handle_prompt_create``).
+        """
+        if "create" in self.request.GET.get("prompt", "").split():
+            response = self.handle_prompt_create()
+            if response is not None:
+                return response
         if "none" in self.request.GET.get("prompt", "").split():
             try:
                 _scopes, credentials = self.validate_authorization_request(self.request)
@@ -84,6 +94,49 @@ class AuthorizationView(BaseAuthorizationView, FormView):
                 return self.error_response(error)
             return self._redirect_error(credentials, "login_required")
         return self._login_redirect()
+
+    def handle_prompt_create(self) -> HttpResponse | None:
+        """``prompt=create`` (OpenID Connect Prompt Create 1.0), as django-oauth-toolkit.
+
+        Refused with ``invalid_request`` unless ``OIDC_RP_INITIATED_REGISTRATION_ENABLED``. Enabled,
+        a signed-in user goes on as without it (None); a visitor is sent, once the request is
+        validated, to ``OIDC_RP_INITIATED_REGISTRATION_URL`` (a URL name, path or absolute URL)
+        with ``next`` back here, ``create`` taken out of ``prompt``.
+        """
+        if not oauth2_settings.OIDC_RP_INITIATED_REGISTRATION_ENABLED:
+            return JsonResponse(
+                {"error": "invalid_request", "error_description": "prompt=create is not supported"},
+                status=400,
+            )
+        if self.request.user.is_authenticated:
+            return None
+        location = oauth2_settings.OIDC_RP_INITIATED_REGISTRATION_URL
+        if not location:
+            raise ImproperlyConfigured(
+                "OIDC_RP_INITIATED_REGISTRATION_URL must be set when "
+                "OIDC_RP_INITIATED_REGISTRATION_ENABLED is True."
+            )
+        try:
+            registration_url = resolve_url(location)
+        except NoReverseMatch as exc:
+            raise ImproperlyConfigured(
+                f"OIDC_RP_INITIATED_REGISTRATION_URL {location!r} could not be resolved "
+                "to a registration page."
+            ) from exc
+        try:
+            self.validate_authorization_request(self.request)
+        except OAuthToolkitError as error:
+            return self.error_response(error)
+        query = self.request.GET.copy()
+        prompt = [value for value in query.get("prompt", "").split() if value != "create"]
+        if prompt:
+            query["prompt"] = " ".join(prompt)
+        else:
+            query.pop("prompt", None)
+        next_url = self.request.build_absolute_uri(f"{self.request.path}?{query.urlencode()}")
+        parts = urlsplit(registration_url)
+        params = [*parse_qsl(parts.query), ("next", next_url)]
+        return HttpResponseRedirect(urlunsplit(parts._replace(query=urlencode(params))))
 
     def _login_redirect(self) -> HttpResponse:
         """To the login page, back here afterwards without ``login`` in ``prompt``: the sign-in that
@@ -125,6 +178,10 @@ class AuthorizationView(BaseAuthorizationView, FormView):
         except OAuthToolkitError as error:
             return self.error_response(error)
 
+        if "create" in request.GET.get("prompt", "").split():
+            refused = self.handle_prompt_create()  # a signed-in user goes on as without it
+            if refused is not None:
+                return refused
         reauthentication = self._reauthentication(request, credentials)
         if reauthentication is not None:
             return reauthentication

@@ -64,7 +64,8 @@ class ConnectDiscoveryInfoView(OIDCOnlyMixin, View):
             ),
             "code_challenge_methods_supported": list(oauth2_settings.PKCE_CODE_CHALLENGE_METHODS),
             "claims_supported": validator.get_discovery_claims(request),
-            "prompt_values_supported": ["none", "login", "consent"],
+            "prompt_values_supported": ["none", "login", "consent"]
+            + (["create"] if oauth2_settings.OIDC_RP_INITIATED_REGISTRATION_ENABLED else []),
             "authorization_response_iss_parameter_supported": True,
         }
         if oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ENABLED:
