@@ -8,7 +8,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
-from .backends import authenticate_by_bearer_token
+from .backends import authenticate_by_bearer_token, bearer_token_from_header
+from .models import get_access_token_model
+from .tokens import is_token_usable
 
 
 def view_accepts_bearer_token(view_func: Callable) -> bool:
@@ -48,3 +50,25 @@ class OAuth2TokenMiddleware:
     ) -> None:
         if view_accepts_bearer_token(view_func):
             authenticate_by_bearer_token(request)
+
+
+class OAuth2ExtraTokenMiddleware:
+    """Sets ``request.access_token`` from a usable ``Authorization: Bearer`` token (DOT's middleware).
+
+    It authenticates nobody: ``request.user`` is left as it is, so a view reads the token (its
+    scopes, application, user) without being opened to bearer authentication. An unknown, expired
+    or revoked token sets nothing.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        raw = bearer_token_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if raw:
+            access_token = get_access_token_model().lookup(raw)
+            if access_token is not None and is_token_usable(access_token, request=request):
+                request.access_token = access_token
+        response = self.get_response(request)
+        patch_vary_headers(response, ("Authorization",))
+        return response
