@@ -6,6 +6,7 @@ internal helper) still runs: only the tests that use the name fail, with an Impo
 """
 
 import importlib
+import types
 
 
 class _MissingMeta(type):
@@ -24,15 +25,35 @@ def _missing(dotted: str):
     )
 
 
+class _TolerantModule(types.ModuleType):
+    """A module as a test module sees it: an absent attribute is a placeholder, not an error at import."""
+
+    def __init__(self, module):
+        super().__init__(module.__name__)
+        self.__dict__["_module"] = module
+
+    def __getattr__(self, attr):
+        try:
+            return getattr(self.__dict__["_module"], attr)
+        except AttributeError:
+            if attr.startswith("__"):
+                raise
+            return _missing(f"{self.__name__}.{attr}")
+
+    def __setattr__(self, attr, value):
+        setattr(self.__dict__["_module"], attr, value)
+
+
 def import_or_missing(module: str, name: str):
     try:
         mod = importlib.import_module(module)
     except ImportError:
         return _missing(f"{module}.{name}")
     try:
-        return getattr(mod, name)
+        value = getattr(mod, name)
     except AttributeError:
         try:
-            return importlib.import_module(f"{module}.{name}")
+            value = importlib.import_module(f"{module}.{name}")
         except ImportError:
             return _missing(f"{module}.{name}")
+    return _TolerantModule(value) if isinstance(value, types.ModuleType) else value
