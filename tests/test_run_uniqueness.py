@@ -95,8 +95,8 @@ def test_upgrade_gives_active_runs_their_key_and_leaves_one_run_per_fingerprint(
     other = add("pending", other_key, 3)
     finished = [add("succeeded", key, 20), add("failed", key, 30)]
     try:
-        _migrate([("oauth_tasks", "0003_active_key")])
-        rows = {run.pk: run for run in MaintenanceRun.objects.all()}
+        upgraded = _migrate([("oauth_tasks", "0003_active_key")]).get_model("oauth_tasks", "MaintenanceRun")
+        rows = {run.pk: run for run in upgraded.objects.all()}
         assert (rows[oldest].status, rows[oldest].active_key) == ("running", key)
         assert (rows[other].status, rows[other].active_key) == ("pending", other_key)
         for pk in finished:
@@ -105,7 +105,7 @@ def test_upgrade_gives_active_runs_their_key_and_leaves_one_run_per_fingerprint(
             assert (rows[pk].status, rows[pk].active_key) == ("cancelled", None)
             assert f"run #{oldest}" in rows[pk].last_error
     finally:
-        MaintenanceRun.objects.all().delete()
+        run_model.objects.all().delete()
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
 
 
@@ -113,7 +113,7 @@ def test_upgrade_gives_active_runs_their_key_and_leaves_one_run_per_fingerprint(
 def test_upgrade_gives_watermarks_their_key_and_keeps_the_latest_per_target():
     from django.contrib.auth import get_user_model
 
-    from oauth_provider.models import RevocationWatermark, watermark_target_key
+    from oauth_provider.models import watermark_target_key
 
     user = get_user_model().objects.create(username="wm-upgrade")
     old = _migrate([("oauth_provider", "0002_revocation_watermark")])
@@ -128,15 +128,17 @@ def test_upgrade_gives_watermarks_their_key_and_keeps_the_latest_per_target():
         later = mark_model.objects.create(user_id=user.pk, not_before=now)
         older_twin, user_mark = user_mark, later
     try:
-        _migrate([("oauth_provider", "0003_watermark_target_key")])
-        keys = dict(RevocationWatermark.objects.values_list("pk", "target_key"))
+        upgraded = _migrate([("oauth_provider", "0003_watermark_target_key")]).get_model(
+            "oauth_provider", "RevocationWatermark"
+        )
+        keys = dict(upgraded.objects.values_list("pk", "target_key"))
         assert keys == {
             user_mark.pk: watermark_target_key(None, user.pk, ""),
             scope_mark.pk: watermark_target_key(None, None, "Read"),
             lower_mark.pk: watermark_target_key(None, None, "read"),
         }
         assert older_twin is None or older_twin.pk not in keys
-        assert RevocationWatermark.objects.get(pk=user_mark.pk).not_before == user_mark.not_before
+        assert upgraded.objects.get(pk=user_mark.pk).not_before == user_mark.not_before
     finally:
-        RevocationWatermark.objects.all().delete()
+        mark_model.objects.all().delete()
         _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
