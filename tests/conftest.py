@@ -35,8 +35,14 @@ else:
 os.environ.setdefault("CELERY_RESULT_BACKEND", os.environ["CELERY_BROKER_URL"])
 
 
+def _django_plugin_active(config) -> bool:
+    """False in the installed-wheel run of the existing-project test, which has pytest alone: no
+    pytest-django, and no settings of this project to change (its project runs in subprocesses)."""
+    return config.pluginmanager.hasplugin("django")
+
+
 @pytest.fixture(autouse=True, scope="session")
-def plain_http_test_server():
+def plain_http_test_server(pytestconfig):
     """The in-process servers of the tests speak plain HTTP on loopback: no redirect to https and
     cookies a client sends back over HTTP. Production keeps the secure defaults of
     ``config/settings.py``; ``tests/test_transport_security.py`` holds them to that.
@@ -44,6 +50,9 @@ def plain_http_test_server():
     Session-wide and autouse, so it is in force before the session's ``live_server`` starts:
     ``SecurityMiddleware`` reads these settings once, when the server loads its middleware.
     """
+    if not _django_plugin_active(pytestconfig):
+        yield
+        return
     from django.test import override_settings
 
     plain_http = override_settings(
@@ -524,11 +533,14 @@ def run_status(run_id: int):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache(settings):
+def _fresh_cache(request):
     """Each test starts with an empty local cache, so failed logins of one test do not rate limit the next.
 
     Tests of the rate limit on Redis point ``CACHES`` at the suite's Redis themselves.
     """
+    if not _django_plugin_active(request.config):
+        return
+    settings = request.getfixturevalue("settings")
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
