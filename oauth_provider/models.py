@@ -70,6 +70,27 @@ class TokenChecksumField(models.CharField):
         return super().pre_save(model_instance, add)
 
 
+class ExactCharField(models.CharField):
+    """A CharField whose equality is byte for byte on every backend, for credentials and identifiers.
+
+    PostgreSQL and SQLite compare text exactly. MySQL and MariaDB compare it with the column's
+    collation, which is case-insensitive by default (``utf8mb4_general_ci``, ``uca1400_ai_ci``):
+    there ``code = 'ABC'`` finds the code ``abc``, and a unique index refuses ``ABC`` next to
+    ``abc``. On those backends the column is created with the binary collation ``utf8mb4_bin``
+    instead, so lookups, joins and the unique index all compare exactly. Other backends are left
+    as they are (``db_collation`` would name that collation everywhere, where it does not exist).
+    """
+
+    #: The collation of the column on MySQL and MariaDB (the database must use ``utf8mb4``).
+    mysql_collation = "utf8mb4_bin"
+
+    def db_parameters(self, connection):
+        params = super().db_parameters(connection)
+        if connection.vendor == "mysql" and not params.get("collation"):
+            params["collation"] = self.mysql_collation
+        return params
+
+
 LOOPBACK_IPS = ("127.0.0.1", "::1")
 
 
@@ -179,7 +200,7 @@ class AbstractApplication(models.Model):
     )
 
     id = models.BigAutoField(primary_key=True)
-    client_id = models.CharField(max_length=100, unique=True, default=generate_client_id, db_index=True)
+    client_id = ExactCharField(max_length=100, unique=True, default=generate_client_id, db_index=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         related_name="%(app_label)s_%(class)s",
@@ -329,7 +350,7 @@ class AbstractGrant(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(app_label)s_%(class)s"
     )
-    code = models.CharField(max_length=255, unique=True)
+    code = ExactCharField(max_length=255, unique=True)
     application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE)
     expires = models.DateTimeField()
     redirect_uri = models.TextField()
