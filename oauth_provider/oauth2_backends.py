@@ -21,7 +21,33 @@ from .settings import oauth2_settings
 # A header name no client can send (it has no HTTP_ prefix), telling oauthlib the request was TLS.
 SECURE_MARKER = "X_OAUTH_PROVIDER_SECURE"
 
+# A header name no client can send either, carrying the tokens one Django request already loaded.
+LOADED_TOKENS = "X_OAUTH_PROVIDER_LOADED_TOKENS"
+
 Response = tuple[str | None, dict[str, str], str, int]
+
+
+class LoadedTokens:
+    """The access token rows looked up for one Django request, by raw token.
+
+    A request is often checked more than once (the bearer middleware, then the view; the
+    userinfo view, then oauthlib's userinfo endpoint): the row is read once per request, and every
+    policy check (:mod:`oauth_provider.tokens`) still runs each time. Not a dict: oauthlib copies
+    dicts it finds among the headers, and this must stay the request's one object.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: dict[str, object] = {}
+
+    @classmethod
+    def of(cls, request: HttpRequest) -> LoadedTokens:
+        loaded = getattr(request, "_oauth_provider_loaded_tokens", None)
+        if not isinstance(loaded, cls):
+            loaded = cls()
+            request._oauth_provider_loaded_tokens = loaded
+        return loaded
 
 
 class OAuthLibCore:
@@ -41,6 +67,7 @@ class OAuthLibCore:
     def extract_headers(self, request: HttpRequest) -> dict[str, Any]:
         headers = {k: v for k, v in request.META.items() if k not in ("wsgi.input", "wsgi.errors")}
         headers.pop(SECURE_MARKER, None)
+        headers.pop(LOADED_TOKENS, None)
         if "HTTP_AUTHORIZATION" in headers:
             headers["Authorization"] = headers["HTTP_AUTHORIZATION"]
         if "CONTENT_TYPE" in headers:
@@ -151,6 +178,7 @@ class OAuthLibCore:
 
     def create_userinfo_response(self, request: HttpRequest) -> Response:
         uri, http_method, body, headers = self._extract_params(request)
+        headers[LOADED_TOKENS] = LoadedTokens.of(request)
         try:
             headers, body, status = self.server.create_userinfo_response(uri, http_method, body, headers)
         except oauth2.OAuth2Error as exc:
@@ -160,6 +188,7 @@ class OAuthLibCore:
     def verify_request(self, request: HttpRequest, scopes: list[str]) -> tuple[bool, OAuthlibRequest]:
         """Check the bearer token of a protected resource request (``validate_bearer_token``)."""
         uri, http_method, body, headers = self._extract_params(request)
+        headers[LOADED_TOKENS] = LoadedTokens.of(request)
         return self.server.verify_request(
             request.build_absolute_uri(uri), http_method, body, headers, scopes=scopes
         )

@@ -45,6 +45,7 @@ from .models import (
     get_refresh_token_model,
     token_checksum,
 )
+from .oauth2_backends import LOADED_TOKENS, LoadedTokens
 from .scopes import get_scopes_backend, requested_scope_problem
 from .settings import oauth2_settings
 
@@ -375,11 +376,30 @@ class OAuth2Validator(RequestValidator):
         request.oauth2_error = OrderedDict([("error", error), ("error_description", description)])
         return False
 
+    def _load_access_token(self, token: str):
+        """The access token row of ``token``, or None (django-oauth-toolkit's hook)."""
+        return get_access_token_model().lookup(token)
+
+    def _access_token_of_request(self, token: str, request: Request):
+        """``_load_access_token``, once per Django request (``LoadedTokens``): the middleware and
+        the view check the same token, and each check's decision is still made afresh."""
+        loaded = request.headers.get(LOADED_TOKENS) if request.headers else None
+        if isinstance(loaded, LoadedTokens) and token in loaded.rows:
+            return loaded.rows[token]
+        return self._remember_access_token(token, request, self._load_access_token(token))
+
+    @staticmethod
+    def _remember_access_token(token: str, request: Request, access_token):
+        loaded = request.headers.get(LOADED_TOKENS) if request.headers else None
+        if isinstance(loaded, LoadedTokens):
+            loaded.rows[token] = access_token
+        return access_token
+
     def validate_bearer_token(self, token: str, scopes: list[str], request: Request) -> bool:
         """The bearer check of every protected resource; the decision is ``tokens.access_token_problem``."""
         if not token:
             return False  # no credentials: RFC 6750 3.1 wants a challenge without an error code
-        access_token = get_access_token_model().lookup(token)
+        access_token = self._access_token_of_request(token, request)
         problem = tokens.access_token_problem(access_token, scopes, request)
         if (
             problem is not None
@@ -387,7 +407,9 @@ class OAuth2Validator(RequestValidator):
             and (access_token is None or access_token.application_id is None)
         ):
             # A token of another authorization server, or our expired copy of its last answer.
-            access_token = remote_introspection.token_from_authorization_server(token)
+            access_token = self._remember_access_token(
+                token, request, remote_introspection.token_from_authorization_server(token)
+            )
             problem = tokens.access_token_problem(access_token, scopes, request)
         if problem is not None:
             return self._refuse_bearer(request, problem)
