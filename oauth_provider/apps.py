@@ -10,3 +10,7 @@ class OAuthProviderConfig(AppConfig):
     def ready(self) -> None:
         # Connect the sign-in time receiver and register the system checks.
         from . import authentication, checks  # noqa: F401
+        from .watermark_cache import connect_signals
+
+        # Every write of a revocation watermark sets a new generation on commit.
+        connect_signals()

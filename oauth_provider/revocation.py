@@ -43,6 +43,7 @@ from .models import (
     get_refresh_token_model,
     watermark_target_key,
 )
+from .watermark_cache import watermark_cache
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,11 @@ def record_watermark(
 
 def is_revoked_by_watermark(token: Any) -> bool:
     """True when a watermark of the token's application, user, user and application, or one of
-    its scopes, is later than the token's creation. One query over the unique ``target_key``."""
+    its scopes, is later than the token's creation.
+
+    The watermarks come from this process's copy while the shared generation says it is current
+    (:mod:`oauth_provider.watermark_cache`); otherwise from one query over the unique
+    ``target_key``."""
     created = getattr(token, "created", None)
     if created is None:
         return False
@@ -232,7 +237,7 @@ def is_revoked_by_watermark(token: Any) -> bool:
     keys.extend(watermark_target_key(None, None, scope) for scope in scope_text.split())
     if not keys:
         return False
-    return RevocationWatermark.objects.filter(target_key__in=keys, not_before__gt=created).exists()
+    return any(not_before > created for not_before in watermark_cache.not_before(keys).values())
 
 
 def run_revocation_batch(

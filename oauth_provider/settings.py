@@ -147,6 +147,11 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_TRUSTED_PROXIES": 1,
     "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": 10000,
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL": 0,
+    # The cache holding the generation of the revocation watermarks each process keeps in memory
+    # (see watermark_cache); None, or a per-process cache: every token check queries them.
+    "REVOCATION_WATERMARK_CACHE": "default",
+    # The longest a process uses its copy of a watermark without reading it again (0: no copy).
+    "REVOCATION_WATERMARK_CACHE_SECONDS": 30,
 }
 
 # django-oauth-toolkit 3.4 keys of features this provider does not have, with DOT's defaults (import
@@ -255,6 +260,7 @@ NON_NEGATIVE_NUMBERS = (
     "CLEAR_EXPIRED_TOKENS_BATCH_INTERVAL",
     "RATE_LIMIT_FAILURES_PER_ADDRESS",
     "RATE_LIMIT_FAILURES_PER_CLIENT",
+    "REVOCATION_WATERMARK_CACHE_SECONDS",
 )
 
 # Settings that must be an integer of at least 1.
