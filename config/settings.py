@@ -201,14 +201,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The cache holds the provider's counters of failed client authentications (rate limiting). Redis
-# (CACHE_URL, e.g. redis://:password@redis:6379/2) shares them between every web process; without
-# it each process counts on its own.
-if os.environ.get("CACHE_URL"):
+# The cache holds the provider's counters of failed client authentications (rate limiting) and the
+# generation of the revocation watermarks each process keeps. Redis (CACHE_URL, e.g.
+# redis://:password@redis:6379/2) shares them between every web process and worker; without it each
+# process counts on its own, and every token check queries the watermarks. A command run from
+# another shell while the run command's embedded Redis is up uses its database 2, as the run
+# command's children do, so a revocation it writes reaches their copies at once.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if not CACHE_URL and not os.environ.get("CELERY_BROKER_URL") and recorded_broker_url(DATA_DIR):
+    CACHE_URL = recorded_broker_url(DATA_DIR).rsplit("/", 1)[0] + "/2"
+if CACHE_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": os.environ["CACHE_URL"],
+            "LOCATION": CACHE_URL,
             "KEY_PREFIX": "oauth",
         }
     }

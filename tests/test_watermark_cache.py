@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -21,6 +23,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from config import run
+from config.embedded_redis import record_broker_url
 from oauth_provider.models import RevocationWatermark
 from oauth_provider.revocation import RevocationTarget, is_revoked_by_watermark, record_watermark
 from oauth_provider.watermark_cache import watermarks_changed
@@ -193,3 +196,21 @@ def test_a_revocation_through_one_process_is_in_force_on_another_at_once(two_web
     assert revoked.status_code == 202, revoked.text
 
     assert introspect_on_b() == {"active": False}
+
+
+def test_a_command_from_another_shell_shares_the_run_commands_cache(tmp_path):
+    """``revoke_tokens`` in another shell must reach the copies of the run command's processes."""
+    record_broker_url("redis://127.0.0.1:6399/0", tmp_path)
+    env = run.child_env({"DATA_DIR": str(tmp_path)})
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL", "DATABASE_URL"):
+        env.pop(name, None)
+    shown = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.CACHES['default'])"],
+        cwd=run.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "RedisCache" in shown.stdout and "redis://127.0.0.1:6399/2" in shown.stdout
