@@ -94,32 +94,114 @@ class ExactCharField(models.CharField):
 LOOPBACK_IPS = ("127.0.0.1", "::1")
 
 
-def _redirect_uri_matches(uri: str, registered: str) -> bool:
-    """One registered URI against a requested one, component by component.
+# A requested URI is client input and a registered one may be long too: what a mismatch log line
+# shows of either is escaped (no forged lines) and cut, and at most this many candidates are listed.
+_MAX_LOGGED_URI_LENGTH = 256
+_MAX_LOGGED_CANDIDATES = 10
+
+
+def _loggable_uri(uri: str | None) -> str:
+    """A URI for a log line: ``repr()`` (CR and LF escaped), truncated past 256 characters."""
+    if uri is None:
+        return "None"
+    if len(uri) > _MAX_LOGGED_URI_LENGTH:
+        uri = uri[:_MAX_LOGGED_URI_LENGTH] + "...[truncated]"
+    return repr(uri)
+
+
+def _format_uri_mismatch_reasons(reasons: list[tuple[str | None, str]]) -> str:
+    """The ``(candidate, reason)`` pairs of :func:`check_redirect_to_uri_allowed` as one string."""
+    if not reasons:
+        return "no URIs are registered"
+    listed = "; ".join(
+        reason if candidate is None else f"{_loggable_uri(candidate)}: {reason}"
+        for candidate, reason in reasons[:_MAX_LOGGED_CANDIDATES]
+    )
+    remaining = len(reasons) - _MAX_LOGGED_CANDIDATES
+    if remaining > 0:
+        listed += f"; ...and {remaining} further registered URI(s) not listed"
+    return listed
+
+
+def _log_registered_uri_mismatch(
+    uri_type: str, uri: str, client_id: str, reasons: list[tuple[str | None, str]]
+) -> None:
+    """Say at DEBUG why a requested URI matched none registered for the client.
+
+    Only in the log: the error response goes to whoever sent the request, who must not learn a
+    client's registered URIs by trying junk ones. Nothing is formatted unless DEBUG is enabled.
+    """
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    logger.debug(
+        "%s %s does not match any %s registered for client_id %r: %s",
+        uri_type,
+        _loggable_uri(uri),
+        uri_type,
+        client_id,
+        _format_uri_mismatch_reasons(reasons),
+    )
+
+
+def _redirect_uri_mismatch(uri: str, registered: str) -> str | None:
+    """Why one registered URI does not match a requested one, component by component, or None.
 
     Exact, except that a loopback IP redirect URI (``http://127.0.0.1`` or ``http://[::1]``, and
     ``http://localhost`` with ``ALLOW_LOCALHOST_LOOPBACK``) matches on any port (RFC 8252 7.3:
     native apps listen on an ephemeral port), and with ``ALLOW_URI_WILDCARDS`` a registered host
     ``*.example.com`` matches its subdomains.
     """
-    if "#" in registered or "@" in urlsplit(registered).netloc:
-        return False
+    if "#" in registered:
+        return "the registered URI has a fragment and can never match"
     want, got = urlsplit(registered), urlsplit(uri)
+    if "@" in want.netloc:
+        return "the registered URI carries userinfo credentials and can never match"
     if want.scheme != got.scheme:
-        return False
+        return "scheme differs"
     want_host, got_host = want.hostname, got.hostname
     if oauth2_settings.ALLOW_URI_WILDCARDS and want_host and want_host.startswith("*"):
         if not got_host or not got_host.endswith(want_host[1:]):
-            return False
+            return "hostname does not match the registered wildcard"
     elif want_host != got_host:
-        return False
+        return "hostname differs"
     loopback = want.scheme == "http" and (
         want_host in LOOPBACK_IPS or (oauth2_settings.ALLOW_LOCALHOST_LOOPBACK and want_host == "localhost")
     )
     if not loopback and want.port != got.port:
-        return False
+        return "port differs"
     # The rest exactly (RFC 9700 2.1), an empty query ("?") included.
-    return want.path == got.path and ("?" in registered) == ("?" in uri) and want.query == got.query
+    if want.path != got.path:
+        return "path differs"
+    if ("?" in registered) != ("?" in uri):
+        return "one URI has a query component and the other does not"
+    if want.query != got.query:
+        return "query string differs"
+    return None
+
+
+def check_redirect_to_uri_allowed(
+    uri: str, allowed_uris: list[str]
+) -> tuple[bool, list[tuple[str | None, str]]]:
+    """:func:`redirect_to_uri_allowed`, with why not: ``(allowed, reasons)`` (DOT's function).
+
+    ``reasons`` holds a ``(registered URI, reason)`` pair for each registered URI that did not
+    match, or one ``(None, reason)`` when the requested URI itself can never be accepted (a
+    fragment, RFC 6749 3.1.2; credentials in its authority). A reason names the component that
+    differs and never repeats the requested URI.
+    """
+    if not isinstance(allowed_uris, list):
+        raise ValueError("allowed_uris must be a list")
+    if "#" in uri:
+        return False, [(None, "the requested URI has a fragment, which RFC 6749 section 3.1.2 forbids")]
+    if "@" in urlsplit(uri).netloc:
+        return False, [(None, "the requested URI carries userinfo credentials in its authority")]
+    reasons: list[tuple[str | None, str]] = []
+    for registered in allowed_uris:
+        reason = _redirect_uri_mismatch(uri, registered)
+        if reason is None:
+            return True, []
+        reasons.append((registered, reason))
+    return False, reasons
 
 
 def redirect_to_uri_allowed(uri: str, allowed_uris: list[str]) -> bool:
@@ -127,11 +209,8 @@ def redirect_to_uri_allowed(uri: str, allowed_uris: list[str]) -> bool:
 
     A requested URI with a fragment or with credentials in its authority never is.
     """
-    if not isinstance(allowed_uris, list):
-        raise ValueError("allowed_uris must be a list")
-    if "#" in uri or "@" in urlsplit(uri).netloc:
-        return False
-    return any(uri == registered or _redirect_uri_matches(uri, registered) for registered in allowed_uris)
+    allowed, _reasons = check_redirect_to_uri_allowed(uri, allowed_uris)
+    return allowed
 
 
 def is_origin_allowed(origin: str, allowed_origins: list[str]) -> bool:
@@ -244,11 +323,18 @@ class AbstractApplication(models.Model):
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         """Match against a registered URI (RFC 6749 3.1.2.3): exact, but for loopback ports and
-        wildcards as :func:`redirect_to_uri_allowed` allows."""
-        return redirect_to_uri_allowed(uri, self.redirect_uris.split())
+        wildcards as :func:`redirect_to_uri_allowed` allows. Why not is logged at DEBUG."""
+        allowed, reasons = check_redirect_to_uri_allowed(uri, self.redirect_uris.split())
+        if not allowed:
+            _log_registered_uri_mismatch("redirect_uri", uri, self.client_id, reasons)
+        return allowed
 
     def post_logout_redirect_uri_allowed(self, uri: str) -> bool:
-        return uri in self.post_logout_redirect_uris.split()
+        """As :meth:`redirect_uri_allowed`, against ``post_logout_redirect_uris``."""
+        allowed, reasons = check_redirect_to_uri_allowed(uri, self.post_logout_redirect_uris.split())
+        if not allowed:
+            _log_registered_uri_mismatch("post_logout_redirect_uri", uri, self.client_id, reasons)
+        return allowed
 
     def origin_allowed(self, origin: str) -> bool:
         """A CORS origin listed in ``allowed_origins``, with a scheme of ``ALLOWED_SCHEMES``."""
@@ -381,7 +467,18 @@ class AbstractGrant(models.Model):
         return not self.expires or timezone.now() >= self.expires
 
     def redirect_uri_allowed(self, uri: str) -> bool:
-        return uri == self.redirect_uri
+        """The very URI of the authorization request (RFC 6749 4.1.3); a mismatch is logged at
+        DEBUG, without the code."""
+        allowed = uri == self.redirect_uri
+        if not allowed and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "redirect_uri %s does not match the redirect_uri %s recorded on grant #%s at "
+                "authorization time; RFC 6749 section 4.1.3 requires them to be identical",
+                _loggable_uri(uri),
+                _loggable_uri(self.redirect_uri),
+                self.pk,
+            )
+        return allowed
 
 
 class Grant(AbstractGrant):

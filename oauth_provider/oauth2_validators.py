@@ -660,12 +660,15 @@ class OAuth2Validator(RequestValidator):
     def get_jwt_bearer_token(self, token, token_handler, request):
         return self.get_id_token(token, token_handler, request)
 
-    def _load_id_token(self, raw: str | None, request: Request, accept_expired: bool = False):
+    def _load_id_token(self, raw: str | None, request: Request | None = None, accept_expired: bool = False):
         """The stored ID token of a JWT this provider signed, bound to the application whose key
-        verified it (``id_tokens.load_id_token``), or None."""
-        return load_id_token(
-            raw, issuer=self.get_oidc_issuer_endpoint(request), accept_expired=accept_expired
-        )
+        verified it (``id_tokens.load_id_token``), or None.
+
+        Without a request (django-oauth-toolkit's ``_load_id_token(token)``) the issuer is not
+        checked, only the signature, the expiry and the stored row.
+        """
+        issuer = self.get_oidc_issuer_endpoint(request) if request is not None else None
+        return load_id_token(raw, issuer=issuer, accept_expired=accept_expired)
 
     def validate_id_token(self, token, scopes, request) -> bool:
         """An ID token as a bearer token (``OIDC_ID_TOKEN_AS_BEARER``): ``tokens.id_token_problem``."""

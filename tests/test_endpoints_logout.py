@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
+import pytest
 import requests
 from django.contrib.sessions.models import Session
 from requests.auth import HTTPBasicAuth
@@ -128,7 +129,9 @@ def test_cancelled_logout_keeps_the_session_and_tokens(base_url, settings):
 
     response = browser.post(f"{base_url}/o/logout/", data=fields, allow_redirects=False)
 
-    assert response.status_code == 200
+    # The form posted without "allow": django-oauth-toolkit's logout_denied, a 400.
+    assert response.status_code == 400
+    assert 'id="logoutCancelled"' in response.text
     assert session_user(base_url, browser) == user.username
     assert bearer_status(base_url, token["access_token"]) == 200
 
@@ -144,15 +147,20 @@ def test_confirmation_without_csrf_token_is_refused(base_url, settings):
     assert session_user(base_url, browser) == user.username
 
 
-def test_logout_request_posted_by_the_client_shows_the_confirmation(base_url, settings):
+def test_a_posted_logout_request_that_needs_confirmation_is_refused_as_logout_denied(base_url, settings):
     enable_logout(settings)
     client, user, browser, token = logged_in_with_token(base_url)
 
-    page = browser.post(f"{base_url}/o/logout/", data={"id_token_hint": token["id_token"]})
+    response = browser.post(
+        f"{base_url}/o/logout/",
+        data={"id_token_hint": token["id_token"]},
+        headers={"Accept": "application/json"},
+    )
 
-    assert page.status_code == 200
-    assert 'id="logoutForm"' in page.text
+    assert response.status_code == 400
+    assert response.json()["error"] == "logout_denied"
     assert session_user(base_url, browser) == user.username
+    assert bearer_status(base_url, token["access_token"]) == 200
 
 
 def test_expired_hint_accepted_when_configured(base_url, settings):
@@ -235,14 +243,21 @@ def test_client_id_not_matching_the_hint_is_400(base_url, settings):
     assert response.json()["parameter"] == "client_id"
 
 
-def test_strict_redirect_uris_need_a_client(base_url, settings):
-    enable_logout(settings, OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS=True)
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_post_logout_redirect_uri_needs_a_client(base_url, settings, strict):
+    enable_logout(settings, OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS=strict)
     make_client(algorithm="RS256", post_logout_redirect_uris=LOGGED_OUT_URI)
     headers = {"Accept": "application/json"}
 
     response = requests.get(
-        f"{base_url}/o/logout/", params={"post_logout_redirect_uri": LOGGED_OUT_URI}, headers=headers
+        f"{base_url}/o/logout/",
+        params={"post_logout_redirect_uri": LOGGED_OUT_URI},
+        headers=headers,
+        allow_redirects=False,
     )
 
+    # Registered on some client, but none is named: refused, never redirected to.
     assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert response.json()["error"] == "invalid_request"
     assert response.json()["parameter"] == "post_logout_redirect_uri"

@@ -16,7 +16,7 @@ from ..crypto import jwk_from_pem
 from ..http import oidc_issuer
 from ..models import AbstractApplication
 from ..settings import oauth2_settings
-from .logout import RPInitiatedLogoutView  # noqa: F401  (DOT imports it from here)
+from .logout import RPInitiatedLogoutView, _load_id_token, _validate_claims  # noqa: F401  (DOT imports them from here)
 from .mixins import OIDCOnlyMixin, ScopedProtectedResourceMixin
 
 
