@@ -493,13 +493,16 @@ class OAuth2Validator(RequestValidator):
             successor = (
                 access_token_model.objects.select_for_update().filter(source_refresh_token=locked).first()
             )
-            successor_refresh = refresh_token_model.objects.filter(access_token=successor).first()
-            if (
-                successor is None
-                or successor_refresh is None
-                or not tokens.refresh_token_in_grace_period(locked, request)
-            ):
+            if successor is None or not tokens.refresh_token_in_grace_period(locked, request):
                 raise errors.InvalidGrantError(request=request)
+            successor_refresh = refresh_token_model.objects.filter(access_token=successor).first()
+            if successor_refresh is None:
+                # The successor's refresh token is gone (cleaned up, or revoked by a concurrent
+                # rotation) while the access token survived: bind a new one to it, as DOT does,
+                # rather than refuse a retry the grace period exists for.
+                successor_refresh = self._create_refresh_token(
+                    request, token["refresh_token"], successor, locked
+                )
             token["access_token"] = successor.token
             token["refresh_token"] = successor_refresh.token
             token["scope"] = successor.scope

@@ -33,3 +33,12 @@ def test_without_an_issuer_the_urls_are_on_the_requests_host(base_url):
     config = requests.get(f"{base_url}/o/.well-known/openid-configuration").json()
     assert config["issuer"] == f"{base_url}/o"
     assert config["token_endpoint"] == f"{base_url}/o/token/"
+
+
+def test_the_key_set_may_be_served_stale_while_revalidating_or_on_error_as_dot(base_url, settings):
+    provider_settings(settings, OIDC_JWKS_MAX_AGE_SECONDS=1800)
+    response = requests.get(f"{base_url}/o/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == (
+        "public, max-age=1800, stale-while-revalidate=1800, stale-if-error=1800"
+    )

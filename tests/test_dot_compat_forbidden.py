@@ -62,3 +62,26 @@ def test_opted_in_the_answer_is_rfc6750s_401_with_a_challenge(base_url, settings
     invalid = requests.get(f"{base_url}/api/whoami/", headers={"Authorization": "Bearer nope"})
     assert invalid.status_code == 401
     assert 'error="invalid_token"' in invalid.headers["WWW-Authenticate"]
+
+
+@pytest.mark.usefixtures("dot_answers")
+def test_userinfo_answers_rfc_6750_whatever_the_setting_as_dot(base_url, settings):
+    provider_settings(settings, OIDC_ENABLED=True)
+    user = make_staff_user()
+    client = make_client()
+    without_openid = make_access_token(client.application, user, scope="read")
+
+    missing = requests.get(f"{base_url}/o/userinfo/")
+    bad = requests.get(f"{base_url}/o/userinfo/", headers={"Authorization": "Bearer not-a-real-token"})
+    underscoped = requests.get(
+        f"{base_url}/o/userinfo/", headers={"Authorization": f"Bearer {without_openid.token}"}
+    )
+
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert bad.status_code == 401
+    assert 'error="invalid_token"' in bad.headers["WWW-Authenticate"]
+    assert underscoped.status_code == 403
+    assert 'error="insufficient_scope"' in underscoped.headers["WWW-Authenticate"]
+    for response in (missing, bad, underscoped):
+        assert response.headers["Cache-Control"] == "no-store"

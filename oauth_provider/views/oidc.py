@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import View
 
 from ..crypto import jwk_from_pem
-from ..http import oidc_issuer
+from ..http import bearer_error_response, oidc_issuer
 from ..models import AbstractApplication
 from ..settings import oauth2_settings
 from .logout import RPInitiatedLogoutView, _load_id_token, _validate_claims  # noqa: F401  (DOT imports them from here)
@@ -93,7 +93,9 @@ class JwksInfoView(OIDCOnlyMixin, View):
         response = JsonResponse({"keys": keys})
         max_age = oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS
         response["Access-Control-Allow-Origin"] = "*"
-        response["Cache-Control"] = f"public, max-age={max_age}, stale-while-revalidate={max_age}"
+        response["Cache-Control"] = (
+            f"public, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_age}"
+        )
         return response
 
 
@@ -113,6 +115,13 @@ class UserInfoView(OIDCOnlyMixin, ScopedProtectedResourceMixin, View):
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         return self._userinfo(request)
+
+    def unauthenticated_response(self, request: HttpRequest, oauthlib_request=None) -> HttpResponse:
+        """Always RFC 6750's answer (OIDC Core 5.3.3), as django-oauth-toolkit: 401 without a usable
+        token, 403 ``insufficient_scope`` for a token without ``openid``; never cached."""
+        response = bearer_error_response(getattr(oauthlib_request, "oauth2_error", None), self.get_scopes())
+        response["Cache-Control"] = "no-store"
+        return response
 
     def _userinfo(self, request: HttpRequest) -> HttpResponse:
         _url, headers, body, status = self.create_userinfo_response(request)
