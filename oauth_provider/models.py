@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from jwcrypto import jwk
 from jwcrypto.common import base64url_encode
 
+from .client_secrets import verified_secrets
 from .crypto import jwk_from_pem
 from .generators import generate_client_id, generate_client_secret
 from .scopes import get_scopes_backend
@@ -394,7 +395,11 @@ class AbstractApplication(models.Model):
         if not raw_secret or not self.client_secret:
             return False
         if is_hashed_secret(self.client_secret):
-            return check_password(raw_secret, self.client_secret)
+            # A secret this process verified recently is not hashed again (see client_secrets).
+            stored = self.client_secret
+            return verified_secrets.check(
+                self.client_id, raw_secret, stored, lambda: check_password(raw_secret, stored)
+            )
         return constant_time_compare(raw_secret, self.client_secret)
 
     @property

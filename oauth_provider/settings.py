@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_SECRET_GENERATOR_LENGTH": 128,
     # A hasher name of PASSWORD_HASHERS ("default": the first one) for the stored client secrets.
     "CLIENT_SECRET_HASHER": "default",
+    # How long a process remembers a hashed client secret it verified (0: hash on every
+    # authentication), and how many it remembers; see oauth_provider.client_secrets.
+    "CLIENT_SECRET_VERIFY_CACHE_SECONDS": 300,
+    "CLIENT_SECRET_VERIFY_CACHE_SIZE": 1000,
     "ACCESS_TOKEN_GENERATOR": None,
     "REFRESH_TOKEN_GENERATOR": None,
     "EXTRA_SERVER_KWARGS": {},
@@ -261,6 +265,7 @@ NON_NEGATIVE_NUMBERS = (
     "RATE_LIMIT_FAILURES_PER_ADDRESS",
     "RATE_LIMIT_FAILURES_PER_CLIENT",
     "REVOCATION_WATERMARK_CACHE_SECONDS",
+    "CLIENT_SECRET_VERIFY_CACHE_SECONDS",
 )
 
 # Settings that must be an integer of at least 1.
@@ -392,6 +397,19 @@ class OAuth2ProviderSettings:
                 "OAUTH2_PROVIDER setting 'PKCE_CODE_CHALLENGE_METHODS' must be a non-empty list of "
                 f"'S256' and 'plain', got {val!r}"
             )
+        if attr == "CLIENT_SECRET_VERIFY_CACHE_SIZE" and (
+            isinstance(val, bool) or not isinstance(val, int) or val < 0
+        ):
+            raise ImproperlyConfigured(
+                f"OAUTH2_PROVIDER setting 'CLIENT_SECRET_VERIFY_CACHE_SIZE' must be a non-negative integer, "
+                f"got {val!r}"
+            )
+        if attr == "REVOCATION_WATERMARK_CACHE" and val is not None:
+            if not isinstance(val, str) or val not in settings.CACHES:
+                raise ImproperlyConfigured(
+                    "OAUTH2_PROVIDER setting 'REVOCATION_WATERMARK_CACHE' must be None or name a cache "
+                    f"of CACHES ({', '.join(sorted(settings.CACHES))}), got {val!r}"
+                )
         if attr == "PKCE_REQUIRED" and not (isinstance(val, bool) or callable(val)):
             raise ImproperlyConfigured(
                 f"OAUTH2_PROVIDER setting 'PKCE_REQUIRED' must be a bool or a callable, got {val!r}"
