@@ -564,6 +564,9 @@ def run_phase_batch(
     if not phase_is_active(phase, plan):
         return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
 
+    if cursor is None and not dry_run and _unreferenced_expired_count(phase, plan) == 0:
+        return BatchResult(phase=phase, deleted=0, cursor=None, done=True)
+
     predicate = phase_predicate(phase, plan, dry_run=dry_run, cursor=cursor)
     return delete_keyset_batch(
         model,
@@ -578,6 +581,62 @@ def run_phase_batch(
 
 
 REFRESH_PHASES = (REVOKED_REFRESH_TOKENS, ORPHANED_REFRESH_TOKENS, EXPIRED_REFRESH_TOKENS)
+
+
+def _referencing_link(phase: str):
+    """The one-to-one link whose absence rules 4 and 5 ask for ("nothing points at it")."""
+    refresh_model, access_model, _, _ = _models()
+    if phase == ACCESS_TOKENS:
+        return refresh_model._meta.get_field("access_token")
+    if phase == ID_TOKENS:
+        return access_model._meta.get_field("id_token")
+    return None
+
+
+def _unreferenced_expired_count(phase: str, plan: CleanupPlan) -> int | None:
+    """How many rows rule 4 or 5 selects, counted without an anti-join; None where not counted.
+
+    On MySQL and MariaDB the anti-join ("expired, and no refresh token points at it") costs a
+    probe of the other table's index per expired row: on a table with nothing to delete, every
+    run walked all the expired access tokens that live refresh tokens keep, the bulk of the table
+    where refresh tokens never expire (2.1 s at 300k access tokens). The same number follows from
+    three counts that read indexes only: with E the expired rows, L the others, and P the rows of
+    the other table whose one-to-one link is set (each points at one existing row, which the
+    foreign key constraint guarantees), the rows nothing points at among E number
+    ``|E| - |P| + |L pointed at|``; L is the few live rows. The counts run in one statement, so
+    they see one snapshot. A phase whose count is 0 has nothing to delete and walks nothing;
+    otherwise it walks as always. ``keep_if_younger`` runs, other backends (whose anti-join is a
+    hash join), links that are not one-to-one or carry no constraint: None, no shortcut.
+    """
+    link = _referencing_link(phase)
+    if link is None or plan.created_before is not None or not (link.unique and link.db_constraint):
+        return None
+    model = phase_model(phase)
+    if model._meta.get_field("expires").null:
+        return None
+    using = router.db_for_write(model)
+    connection = connections[using]
+    if connection.vendor != "mysql":
+        return None
+    pointing = link.model._base_manager.filter(**{f"{link.name}__isnull": False})
+    parts = [
+        model._base_manager.filter(expires__lt=plan.now),
+        pointing,
+        pointing.filter(**{f"{link.name}__expires__gte": plan.now}),
+    ]
+    sqls, params = [], []
+    for queryset in parts:
+        sql, part_params = queryset.order_by().values("pk").query.get_compiler(using).as_sql()
+        sqls.append(f"(SELECT COUNT(*) FROM ({sql}) c)")
+        params.extend(part_params)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(sqls)}", params)
+        expired, pointed, live_pointed = (int(n) for n in cur.fetchone())
+    count = expired - pointed + live_pointed
+    logger.debug(
+        "cleanup %s: %s expired rows, %s pointed at, %s of them live", phase, expired, pointed, live_pointed
+    )
+    return count if count >= 0 else None
 
 
 def _successors_due_anyway(plan: CleanupPlan):
