@@ -286,8 +286,8 @@ def project_env(pg: Pg, dbname: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DATABASE_URL=pg.url(dbname),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE="bench_settings",
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]),
         LOG_LEVEL="WARNING",
     )
     env.update(extra)
