@@ -475,14 +475,16 @@ def keyset_batch(
     cursor: Any,
     batch_size: int,
     dry_run: bool,
-    change: Callable[[models.QuerySet, str], int | dict[str, Any]],
+    change: Callable[..., int | dict[str, Any]],
+    pass_window: bool = False,
 ) -> BatchResult:
     """One batch of any kind: find the window above ``cursor``, then let ``change`` act on it.
 
     ``change(rows, using)`` receives the rows of the window's key range that still match
     ``predicate`` (so a re-run acts only on what still qualifies) and returns how many rows it
     changed, or a dict of :class:`BatchResult` fields with at least ``deleted``. It runs in the
-    batch's transaction. A dry run, or an empty window, never calls it.
+    batch's transaction. A dry run, or an empty window, never calls it. With ``pass_window`` it is
+    called as ``change(rows, using, (cursor, last))``: the key range ``rows`` lies in.
     """
     using = router.db_for_write(model)
     with transaction.atomic(using=using):
@@ -495,7 +497,7 @@ def keyset_batch(
         rows = model._base_manager.filter(predicate, pk__lte=last)
         if cursor is not None:
             rows = rows.filter(pk__gt=cursor)
-        outcome = change(rows, using)
+        outcome = change(rows, using, (cursor, last)) if pass_window else change(rows, using)
     fields = outcome if isinstance(outcome, dict) else {"deleted": outcome}
     return BatchResult(phase=phase, cursor=json_cursor(last), done=done, **fields)
 
@@ -521,21 +523,30 @@ def _has_delete_receivers(model) -> bool:
 class _Pointing:
     """Rows of other tables whose foreign key points at one of a batch's ``rows``.
 
-    ``field__in=rows`` everywhere; on MySQL and MariaDB (before 11.1) also ``field`` between the
-    smallest and the largest key of ``rows``: those run a single-table ``UPDATE`` or ``DELETE``
-    with ``IN (subquery)`` as a scan of the whole outer table, once per batch, which made the
-    batches of a phase grow with the table. The key range, read once per batch from the primary
-    key, lets them walk the foreign key's index instead; it selects no other rows.
+    ``field__in=rows`` everywhere; on MySQL and MariaDB (before 11.1) also ``field`` within the
+    key range of ``rows``: those run a single-table ``UPDATE`` or ``DELETE`` with ``IN (subquery)``
+    as a scan of the whole outer table, once per batch, which made the batches of a phase grow with
+    the table. The key range lets them walk the foreign key's index instead; it selects no other
+    rows. It is the batch's window (``window``: above the cursor, up to the window's last key) when
+    given, else read once per batch from ``rows``.
     """
 
-    def __init__(self, rows: models.QuerySet, using: str) -> None:
-        self.rows, self.using = rows, using
+    def __init__(self, rows: models.QuerySet, using: str, window: tuple[Any, Any] | None = None) -> None:
+        self.rows, self.using, self.window = rows, using, window
         self._bounds: tuple[Any, Any] | None = None
 
     def __call__(self, model, field_name: str) -> models.QuerySet:
         pointing = model._base_manager.filter(**{f"{field_name}__in": self.rows.values("pk")})
         if connections[self.using].vendor != "mysql":
             return pointing
+        if self.window is not None:
+            # The window's range is a bound every row of ``rows`` lies in, with no query: the
+            # aggregate below made MariaDB read the whole rule's index (all revoked refresh
+            # tokens) for a batch's first and last key.
+            above, last = self.window
+            if above is not None:
+                pointing = pointing.filter(**{f"{field_name}__gt": above})
+            return pointing.filter(**{f"{field_name}__lte": last})
         if self._bounds is None:
             found = self.rows.aggregate(low=Min("pk"), high=Max("pk"))
             self._bounds = (found["low"], found["high"])
@@ -711,8 +722,8 @@ def delete_keyset_batch(
     set_null = [r for r in set_null if r.field not in excluded_links]
     other = [r for r in other if r.field not in excluded_links]
 
-    def delete(rows: models.QuerySet, using: str) -> dict[str, Any]:
-        pointing_at = _Pointing(rows, using)
+    def delete(rows: models.QuerySet, using: str, window: tuple[Any, Any]) -> dict[str, Any]:
+        pointing_at = _Pointing(rows, using, window)
         needs_collector = _has_delete_receivers(model)
         for relation in other:
             if relation.on_delete is models.CASCADE and not (
@@ -741,7 +752,14 @@ def delete_keyset_batch(
         return {"deleted": deleted, "unlinked": unlinked, "also_deleted": also_deleted}
 
     return keyset_batch(
-        model, predicate, phase=phase, cursor=cursor, batch_size=batch_size, dry_run=dry_run, change=delete
+        model,
+        predicate,
+        phase=phase,
+        cursor=cursor,
+        batch_size=batch_size,
+        dry_run=dry_run,
+        change=delete,
+        pass_window=True,
     )
 
 
