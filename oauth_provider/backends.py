@@ -11,11 +11,19 @@ from django.http import HttpRequest
 from .oauth2_backends import OAuthLibCore, get_oauthlib_core
 
 
-def bearer_token_from_header(value: str) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header value, or None."""
-    scheme, _, token = (value or "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+def bearer_token_from_header(value: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, or None.
+
+    The scheme matches without regard to case (RFC 7235) and exactly ("BearerX" is not it);
+    whitespace around the parts is tolerated, but a token is one ``token68`` value (RFC 6750
+    2.1), so a value with more than one part after the scheme is malformed.
+    """
+    if not value:
+        return None
+    parts = value.split(maxsplit=2)  # a third part is enough to refuse; no more work on long junk
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
 
 
 def authenticate_by_bearer_token(request: HttpRequest) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections import defaultdict
 from contextlib import suppress
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from .crypto import jwk_from_pem
 from .generators import generate_client_id, generate_client_secret
 from .scopes import get_scopes_backend
 from .settings import oauth2_settings
+from .validators import AllowedURIValidator
 
 logger = logging.getLogger(__name__)
 
@@ -352,43 +354,78 @@ class AbstractApplication(models.Model):
         return True
 
     def clean(self) -> None:
-        field_errors: dict[str, list[str]] = {}
+        """Validate the application, every problem on the field it belongs to, all at once.
+
+        As django-oauth-toolkit: redirect URIs by ``AllowedURIValidator`` (schemes of
+        ``get_allowed_schemes()``, wildcard hosts with ``ALLOW_URI_WILDCARDS``), CORS origins by
+        ``ALLOWED_SCHEMES``, and the signing algorithm against the key it needs.
+        """
+        field_errors: dict[str, list] = defaultdict(list)
         uris = self.redirect_uris.split()
+        schemes = {s.lower() for s in self.get_allowed_schemes()}
         if uris:
-            msgs = redirect_uri_scheme_errors(uris, self.get_allowed_schemes())
-            if msgs:
-                field_errors["redirect_uris"] = msgs
+            validator = AllowedURIValidator(
+                schemes,
+                name="redirect uri",
+                allow_path=True,
+                allow_query=True,
+                allow_hostname_wildcard=oauth2_settings.ALLOW_URI_WILDCARDS,
+            )
+            for uri in uris:
+                try:
+                    validator(uri)
+                except ValidationError as error:
+                    field_errors["redirect_uris"].extend(error.error_list)
         elif self.authorization_grant_type in (
             self.GRANT_AUTHORIZATION_CODE,
             self.GRANT_IMPLICIT,
             self.GRANT_OPENID_HYBRID,
         ):
-            field_errors["redirect_uris"] = [
-                f"redirect_uris cannot be empty with grant type {self.authorization_grant_type}"
-            ]
+            field_errors["redirect_uris"].append(
+                _("redirect_uris cannot be empty with grant_type {grant_type}").format(
+                    grant_type=self.authorization_grant_type
+                )
+            )
         post = self.post_logout_redirect_uris.split()
         if post:
-            msgs = redirect_uri_scheme_errors(post, self.get_allowed_schemes())
-            if msgs:
-                field_errors["post_logout_redirect_uris"] = msgs
-        if self.algorithm == self.RS256_ALGORITHM and not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
-            field_errors.setdefault("algorithm", []).append(
-                "RS256 needs the OIDC_RSA_PRIVATE_KEY setting to be set"
+            field_errors["post_logout_redirect_uris"].extend(redirect_uri_scheme_errors(post, list(schemes)))
+        origins = self.allowed_origins.split()
+        if origins:
+            validator = AllowedURIValidator(
+                oauth2_settings.ALLOWED_SCHEMES,
+                "allowed origin",
+                allow_hostname_wildcard=oauth2_settings.ALLOW_URI_WILDCARDS,
             )
+            for origin in origins:
+                try:
+                    validator(origin)
+                except ValidationError as error:
+                    field_errors["allowed_origins"].extend(error.error_list)
+        if self.algorithm == self.RS256_ALGORITHM and not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+            field_errors["algorithm"].append(_("You must set OIDC_RSA_PRIVATE_KEY to use RSA algorithm"))
         if self.algorithm == self.HS256_ALGORITHM:
             if self.client_type == self.CLIENT_PUBLIC or self.authorization_grant_type in (
                 self.GRANT_IMPLICIT,
                 self.GRANT_OPENID_HYBRID,
             ):
-                field_errors.setdefault("algorithm", []).append(
-                    "HS256 cannot be used with public clients or implicit/hybrid grants"
+                field_errors["algorithm"].append(_("You cannot use HS256 with public grants or clients"))
+            if not self.client_secret:
+                field_errors["client_secret"].append(
+                    _("You cannot use HS256 without a client secret; it is the HMAC signing key.")
                 )
-            elif self.hash_client_secret:
-                field_errors.setdefault("hash_client_secret", []).append(
-                    "HS256 signs with the client secret, which must therefore be stored unhashed"
+            elif self.hash_client_secret or is_hashed_secret(self.client_secret):
+                # On the field that has to change: the flag while set, else the stored secret.
+                field_errors["hash_client_secret" if self.hash_client_secret else "client_secret"].append(
+                    _(
+                        "You cannot use HS256 with a hashed client secret. For HS256 the client "
+                        "secret is the shared signing key and must be stored unhashed so the relying "
+                        "party can verify the token; set hash_client_secret=False and store an "
+                        "unhashed client_secret on this application."
+                    )
                 )
-        if field_errors:
-            raise ValidationError(field_errors)
+        errors = {field: messages for field, messages in field_errors.items() if messages}
+        if errors:
+            raise ValidationError(errors)
 
     def check_client_secret(self, raw_secret: str | None) -> bool:
         """Compare a presented secret with the stored one in constant time, hashed or not."""

@@ -408,7 +408,14 @@ class OAuth2Validator(RequestValidator):
         ):
             # A token of another authorization server, or our expired copy of its last answer.
             access_token = self._remember_access_token(
-                token, request, remote_introspection.token_from_authorization_server(token)
+                token,
+                request,
+                self._get_token_from_authentication_server(
+                    token,
+                    oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL,
+                    oauth2_settings.RESOURCE_SERVER_AUTH_TOKEN,
+                    oauth2_settings.RESOURCE_SERVER_INTROSPECTION_CREDENTIALS,
+                ),
             )
             problem = tokens.access_token_problem(access_token, scopes, request)
         if problem is not None:
@@ -418,6 +425,17 @@ class OAuth2Validator(RequestValidator):
         request.scopes = list(access_token.scopes)
         request.access_token = access_token
         return True
+
+    def _get_token_from_authentication_server(
+        self, token: str, introspection_url: str, introspection_token: str | None, introspection_credentials
+    ):
+        """The local stand-in of a token another authorization server vouches for (RFC 7662), or
+        None (django-oauth-toolkit's method): asked at ``introspection_url`` with a bearer
+        ``introspection_token`` or HTTP Basic ``introspection_credentials``, and kept until its
+        ``exp``, at most ``RESOURCE_SERVER_TOKEN_CACHING_SECONDS``."""
+        return remote_introspection.token_from_authorization_server(
+            token, introspection_url, introspection_token, introspection_credentials
+        )
 
     def rotate_refresh_token(self, request: Request) -> bool:
         return bool(oauth2_settings.ROTATE_REFRESH_TOKEN)

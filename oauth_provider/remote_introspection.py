@@ -12,16 +12,16 @@ server or an answer that is not JSON refuses the token (and is logged without th
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus
 
+import requests
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from .crypto import get_timezone
 from .models import get_access_token_model
 from .settings import oauth2_settings
 
@@ -30,10 +30,9 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10
 
 
-def _authorization_header() -> str | None:
-    if oauth2_settings.RESOURCE_SERVER_AUTH_TOKEN:
-        return f"Bearer {oauth2_settings.RESOURCE_SERVER_AUTH_TOKEN}"
-    credentials = oauth2_settings.RESOURCE_SERVER_INTROSPECTION_CREDENTIALS
+def _authorization_header(auth_token: str | None, credentials) -> str | None:
+    if auth_token:
+        return f"Bearer {auth_token}"
     if credentials:
         client_id, client_secret = credentials
         # RFC 6749 2.3.1: each part form-encoded before the Basic encoding.
@@ -42,38 +41,76 @@ def _authorization_header() -> str | None:
     return None
 
 
-def introspect(token: str) -> dict | None:
-    """The remote server's answer for ``token``, or None when it cannot be had."""
-    url = oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-    authorization = _authorization_header()
+def introspect(
+    token: str, url: str | None = None, auth_token: str | None = None, credentials=None
+) -> dict | None:
+    """The remote server's answer for ``token``, or None when it cannot be had.
+
+    ``url``, ``auth_token`` and ``credentials`` default to the ``RESOURCE_SERVER_*`` settings.
+    """
+    if url is None:
+        url = oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL
+        auth_token = oauth2_settings.RESOURCE_SERVER_AUTH_TOKEN
+        credentials = oauth2_settings.RESOURCE_SERVER_INTROSPECTION_CREDENTIALS
+    headers = {"Accept": "application/json"}
+    authorization = _authorization_header(auth_token, credentials)
     if authorization:
         headers["Authorization"] = authorization
-    request = urllib.request.Request(url, data=urlencode({"token": token}).encode(), headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-            content = json.loads(response.read().decode("utf-8"))
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as error:
-        log.warning("Token introspection at %s failed: %s", url, error)
+        response = requests.post(url, data={"token": token}, headers=headers, timeout=TIMEOUT_SECONDS)
+    except requests.RequestException as error:
+        log.warning("Token introspection at %s failed: %s", url, type(error).__name__)
+        return None
+    if response.status_code != 200:
+        log.warning("Token introspection at %s answered HTTP %s", url, response.status_code)
+        return None
+    try:
+        content = response.json()
+    except ValueError:
+        log.warning("Token introspection at %s answered something other than JSON", url)
         return None
     return content if isinstance(content, dict) else None
 
 
-def token_from_authorization_server(token: str):
+def _expiry(content: dict) -> datetime:
+    """The answer's ``exp``, at most ``RESOURCE_SERVER_TOKEN_CACHING_SECONDS`` from now.
+
+    ``exp`` is seconds since the epoch (RFC 7662 2.2). ``AUTHENTICATION_SERVER_EXP_TIME_ZONE``, when
+    not UTC, reads its wall-clock time in that zone instead, for servers that get it wrong (DOT's
+    deprecated workaround). Naive when ``USE_TZ`` is off.
+    """
+    latest = datetime.now(tz=UTC) + timedelta(seconds=oauth2_settings.RESOURCE_SERVER_TOKEN_CACHING_SECONDS)
+    expires = latest
+    if isinstance(content.get("exp"), int | float) and not isinstance(content["exp"], bool):
+        expires = datetime.fromtimestamp(content["exp"], tz=UTC)
+        zone = oauth2_settings.AUTHENTICATION_SERVER_EXP_TIME_ZONE
+        if zone and zone != "UTC":
+            expires = timezone.make_aware(expires.replace(tzinfo=None), timezone=get_timezone(zone))
+        expires = min(expires, latest)
+    if not settings.USE_TZ:
+        expires = timezone.make_naive(expires, expires.tzinfo)
+    return expires
+
+
+def token_from_authorization_server(
+    token: str, url: str | None = None, auth_token: str | None = None, credentials=None
+):
     """A local access token standing for the remote server's active answer, or None."""
-    content = introspect(token)
+    content = introspect(token, url, auth_token, credentials)
     if not content or content.get("active") is not True:
         return None
     user = None
     if content.get("username"):
         user_model = get_user_model()
         user, _created = user_model.objects.get_or_create(**{user_model.USERNAME_FIELD: content["username"]})
-    expires = timezone.now() + timedelta(seconds=oauth2_settings.RESOURCE_SERVER_TOKEN_CACHING_SECONDS)
-    if isinstance(content.get("exp"), int | float):
-        expires = min(expires, datetime.fromtimestamp(content["exp"], tz=UTC))
     model = get_access_token_model()
     access_token = model.lookup(token)
-    values = {"user": user, "application": None, "scope": content.get("scope", ""), "expires": expires}
+    values = {
+        "user": user,
+        "application": None,
+        "scope": content.get("scope", ""),
+        "expires": _expiry(content),
+    }
     if access_token is None:
         return model.objects.create(token=token, **values)
     for field, value in values.items():

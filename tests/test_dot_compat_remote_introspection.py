@@ -120,3 +120,40 @@ def test_basic_credentials_when_configured(base_url, remote, settings):
 def test_an_unreachable_server_refuses_the_token(base_url, remote):
     remote.stop()
     assert read(base_url, "foreign-3").status_code in (401, 403)
+
+
+@pytest.mark.django_db
+def test_dots_validator_method_asks_the_server_it_is_given(remote, settings):
+    from datetime import UTC, datetime
+
+    from oauth_provider.oauth2_validators import OAuth2Validator
+
+    exp = int(time.time()) + 120
+    remote.answers["foreign-2"] = {"active": True, "scope": "read", "username": "remote-2", "exp": exp}
+    validator = OAuth2Validator()
+
+    token = validator._get_token_from_authentication_server("foreign-2", remote.url, None, ("rs", "s3cret"))
+    unknown = validator._get_token_from_authentication_server("nobody", remote.url, "rs-token", None)
+
+    assert token.user.username == "remote-2" and token.scope == "read" and token.application is None
+    assert token.expires == datetime.fromtimestamp(exp, tz=UTC)
+    assert unknown is None
+    assert remote.requests[0][1]["Authorization"].startswith("Basic ")
+    assert remote.requests[1][1]["Authorization"] == "Bearer rs-token"
+
+
+@pytest.mark.django_db
+def test_a_non_utc_exp_time_zone_reads_exp_as_wall_clock_time_there(remote, settings):
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from oauth_provider.oauth2_validators import OAuth2Validator
+
+    provider_settings(settings, AUTHENTICATION_SERVER_EXP_TIME_ZONE="Europe/Amsterdam")
+    exp = int(time.time()) + 1800
+    remote.answers["foreign-3"] = {"active": True, "scope": "read", "exp": exp}
+
+    token = OAuth2Validator()._get_token_from_authentication_server("foreign-3", remote.url, "t", None)
+
+    wall_clock = datetime.fromtimestamp(exp, tz=UTC).replace(tzinfo=None)
+    assert token.expires == wall_clock.replace(tzinfo=ZoneInfo("Europe/Amsterdam"))
