@@ -79,6 +79,12 @@ class AccessTokenAdmin(ExactSecretSearchMixin, admin.ModelAdmin):
     readonly_fields = ("token_fingerprint",)
     show_full_result_count = False
 
+    def __init__(self, model, admin_site) -> None:
+        super().__init__(model, admin_site)
+        # A swapped access token model may have no ``id_token`` (or other) link.
+        names = {field.name for field in model._meta.get_fields()}
+        self.raw_id_fields = tuple(name for name in type(self).raw_id_fields if name in names)
+
     @admin.display(description="token")
     def token_fingerprint(self, obj):
         return _fingerprint(obj.token)

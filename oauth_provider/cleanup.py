@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import connections, models, router, transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Q
 from django.db.models.deletion import DO_NOTHING, SET_NULL, get_candidate_relations_to_delete
@@ -344,8 +344,19 @@ def _access_token_q(plan: CleanupPlan, dry_run: bool, cursor: Any = None) -> Q:
     return Q(expires__lt=plan.now) & ~Q(Exists(pointing)) & _old_enough(plan)
 
 
+def id_token_link(access_model: type[models.Model]):
+    """The access token model's ``id_token`` link, or None for a swapped model without one
+    (then no access token keeps an ID token, and rule 5 is its expiry alone)."""
+    try:
+        return access_model._meta.get_field("id_token")
+    except FieldDoesNotExist:
+        return None
+
+
 def _id_token_q(plan: CleanupPlan, dry_run: bool, cursor: Any = None) -> Q:
     _, access_model, _, _ = _models()
+    if id_token_link(access_model) is None:
+        return Q(expires__lt=plan.now) & _old_enough(plan)
     pointing = access_model._base_manager.filter(id_token=OuterRef("pk"))
     if cursor is not None:
         pointing = pointing.filter(id_token_id__gt=cursor)  # as for access tokens above
@@ -600,7 +611,7 @@ def _referencing_link(phase: str):
     if phase == ACCESS_TOKENS:
         return refresh_model._meta.get_field("access_token")
     if phase == ID_TOKENS:
-        return access_model._meta.get_field("id_token")
+        return id_token_link(access_model)
     return None
 
 
@@ -688,7 +699,8 @@ def _links_excluded_by_rule(phase: str) -> frozenset:
     if phase == ACCESS_TOKENS:
         return frozenset({refresh_model._meta.get_field("access_token")})
     if phase == ID_TOKENS:
-        return frozenset({access_model._meta.get_field("id_token")})
+        link = id_token_link(access_model)
+        return frozenset({link}) if link is not None else frozenset()
     return frozenset()
 
 

@@ -33,7 +33,7 @@ from django.db.models.functions import Concat, StrIndex
 from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
-from .cleanup import BatchResult, delete_keyset_batch, keyset_batch, validate_batch_size
+from .cleanup import BatchResult, delete_keyset_batch, id_token_link, keyset_batch, validate_batch_size
 from .maintenance import NoAsyncDispatcher, get_async_dispatcher
 from .models import (
     RevocationWatermark,
@@ -153,7 +153,7 @@ class RevocationTarget:
         q = self._predicate(phase)
         if issued_before is not None:
             q &= Q(created__lt=issued_before)
-        if phase == ID_TOKENS:
+        if phase == ID_TOKENS and id_token_link(get_access_token_model()) is not None:
             # Deleting an ID token cascades to the access tokens pointing at it: keep an ID token
             # held by an access token the access token phase leaves (outside the target, or
             # issued after the watermark). Judged by predicate, so a dry run counts the same.
