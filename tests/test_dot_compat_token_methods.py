@@ -3,6 +3,7 @@ so a project's override on its (swapped) model takes effect."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from oauth_provider.models import get_access_token_model
@@ -39,3 +40,22 @@ def test_an_is_valid_override_extending_scopes_is_obeyed(base_url, monkeypatch):
     )
 
     assert requests.get(f"{base_url}/api/read/", headers=headers).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_validator_takes_a_stand_in_request_without_headers_as_dots_tests_pass_one():
+    """DOT's own tests hand the validator ``MagicMock(wraps=Request)``: the class, no headers."""
+    from unittest import mock
+
+    from oauthlib.common import Request
+
+    from oauth_provider.oauth2_validators import OAuth2Validator
+
+    from .factories import make_application, make_user
+
+    token = make_access_token(make_application(), make_user(), scope="read")
+    stand_in = mock.MagicMock(wraps=Request)
+
+    assert OAuth2Validator().validate_bearer_token(token.token, ["read"], stand_in)
+    assert stand_in.access_token == token
+    assert not OAuth2Validator().validate_bearer_token("unknown", ["read"], mock.MagicMock(wraps=Request))
