@@ -293,7 +293,8 @@ def format_tables(results: list[tuple[Variant, dict]], counts: dict[str, dict[st
         token_ratio = tok["p50"] / base["token"]["p50"]
         lines.append(
             f"| {variant.label} | {variant.secret} | {intro['p50']:.1f} ms | {intro['p95']:.1f} ms "
-            f"| {intro_ratio:.2f} | {tok['p50']:.1f} ms | {tok['p95']:.1f} ms | {token_ratio:.2f} | {intro['n']} |"
+            f"| {intro_ratio:.2f} | {tok['p50']:.1f} ms | {tok['p95']:.1f} ms | {token_ratio:.2f} "
+            f"| {intro['n']} |"
         )
     lines += [
         "",
