@@ -76,16 +76,28 @@ def _new_generation() -> str:
 
 
 class _PendingWrites(threading.local):
-    """Database aliases on which this thread wrote a watermark in a transaction still open."""
+    """The transactions, by database alias, in which this thread wrote a watermark not yet committed.
+
+    A transaction is known by its outermost ``atomic`` block: once the thread is outside it (the
+    transaction committed and set the generation, or rolled back), the entry is dropped.
+    """
 
     def __init__(self) -> None:
-        self.aliases: set[str] = set()
+        self.blocks: dict[str, object] = {}
+
+    def add(self, alias: str) -> None:
+        connection = connections[alias]
+        if connection.in_atomic_block and connection.atomic_blocks:
+            self.blocks[alias] = connection.atomic_blocks[0]
 
     def any_open(self) -> bool:
-        for alias in list(self.aliases):
-            if not connections[alias].in_atomic_block:
-                self.aliases.discard(alias)  # committed (the generation was set) or rolled back
-        return bool(self.aliases)
+        for alias, block in list(self.blocks.items()):
+            connection = connections[alias]
+            if not (connection.in_atomic_block and connection.atomic_blocks) or (
+                connection.atomic_blocks[0] is not block
+            ):
+                del self.blocks[alias]
+        return bool(self.blocks)
 
 
 _pending = _PendingWrites()
@@ -206,9 +218,7 @@ def watermarks_changed() -> None:
 
 
 def _on_watermark_write(sender, instance, using: str, **kwargs) -> None:
-    connection = connections[using]
-    if connection.in_atomic_block:
-        _pending.aliases.add(using)
+    _pending.add(using)
     # Also dropped now, so this process's other threads do not keep a copy past the commit.
     watermark_cache.clear()
     transaction.on_commit(watermarks_changed, using=using)
