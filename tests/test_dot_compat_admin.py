@@ -74,3 +74,14 @@ def test_revoke_action_on_refresh_tokens(admin_client_logged_in):
     assert "Revoked 1 refresh token." in response.content.decode()
     assert get_refresh_token_model().objects.get(pk=refresh.pk).revoked is not None
     assert not get_access_token_model().objects.filter(pk=access.pk).exists()
+
+
+def test_dots_mask_credential_and_masked_columns():
+    from oauth_provider.admin import AccessTokenAdmin, GrantAdmin, RefreshTokenAdmin, mask_credential
+
+    assert mask_credential("abcdef1234567890") == "…7890"
+    assert mask_credential("short") == "…"
+    assert mask_credential("") == "" and mask_credential(None) is None
+    assert "masked_token" in AccessTokenAdmin.list_display and "token" not in AccessTokenAdmin.list_display
+    assert "masked_token" in RefreshTokenAdmin.list_display
+    assert "masked_code" in GrantAdmin.list_display and "code" not in GrantAdmin.list_display

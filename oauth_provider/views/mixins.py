@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 
@@ -20,6 +21,8 @@ from ..scopes import get_scopes_backend
 from ..settings import oauth2_settings
 
 SAFE_HTTP_METHODS = ("GET", "HEAD", "OPTIONS")
+
+log = logging.getLogger(__name__)
 
 
 def answer_rate_limited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -223,21 +226,23 @@ class ClientProtectedScopedResourceMixin(ScopedProtectedResourceMixin):
 
 
 class OIDCOnlyMixin:
-    """404 unless ``OIDC_ENABLED``: the endpoints do not exist for a plain OAuth2 provider.
+    """404 (logged as a warning) unless ``OIDC_ENABLED``: the endpoints do not exist for a plain
+    OAuth2 provider.
 
     With ``DEBUG`` on it raises ``ImproperlyConfigured`` instead, as django-oauth-toolkit, so the
     missing setting is found at once during development.
     """
 
     debug_error_message = (
-        "The OpenID Connect views are not enabled unless OIDC_ENABLED is set in the OAUTH2_PROVIDER settings"
+        "The OIDC views are not enabled unless OIDC_ENABLED is set in the OAUTH2_PROVIDER settings"
     )
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not oauth2_settings.OIDC_ENABLED:
             if settings.DEBUG:
                 raise ImproperlyConfigured(self.debug_error_message)
-            raise Http404("OpenID Connect is not enabled")
+            log.warning(self.debug_error_message)
+            return HttpResponseNotFound()
         return super().dispatch(request, *args, **kwargs)
 
 
@@ -253,5 +258,6 @@ class OIDCLogoutOnlyMixin(OIDCOnlyMixin):
         if not oauth2_settings.OIDC_RP_INITIATED_LOGOUT_ENABLED:
             if settings.DEBUG:
                 raise ImproperlyConfigured(self.debug_error_message)
-            raise Http404("RP-initiated logout is not enabled")
+            log.warning(self.debug_error_message)
+            return HttpResponseNotFound()
         return super().dispatch(request, *args, **kwargs)
