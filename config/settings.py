@@ -373,3 +373,14 @@ for _key, _variable in (
 ):
     if env_seconds(_variable) is not None:
         OAUTH_MAINTENANCE[_key] = env_seconds(_variable)
+if env_seconds("MAINTENANCE_MAX_REPLICA_LAG") is not None:
+    OAUTH_MAINTENANCE["MAX_REPLICA_LAG"] = env_seconds("MAINTENANCE_MAX_REPLICA_LAG")
+if os.environ.get("MAINTENANCE_PACING", "").strip():
+    OAUTH_MAINTENANCE["PACING"] = env_bool("MAINTENANCE_PACING", False)
+
+# A replica of the default database (a PostgreSQL standby, a MySQL/MariaDB replica): paced
+# maintenance runs read its lag and wait while it is above MAX_REPLICA_LAG. Nothing is routed to it.
+if os.environ.get("REPLICA_DATABASE_URL"):
+    DATABASES["replica"] = dj_database_url.parse(os.environ["REPLICA_DATABASE_URL"], conn_max_age=0)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    OAUTH_MAINTENANCE["REPLICA_DATABASES"] = ["replica"]

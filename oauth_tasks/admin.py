@@ -50,7 +50,7 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ("cancel_runs", "resume_runs")
     readonly_fields = (
-        ["progress_display", "eta_display"]
+        ["progress_display", "eta_display", "pacing_display"]
         + [f.name for f in MaintenanceRun._meta.fields]
         + [
             "status_display",
@@ -100,6 +100,11 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
         if not counts:
             return "-"
         return format_html_join(mark_safe("<br>"), "{}: {}", sorted(counts.items()))
+
+    @admin.display(description="pace")
+    def pacing_display(self, run: MaintenanceRun) -> str:
+        """ "fixed", or the paced batch size, the pause and why the run slowed (replica lag, ...)."""
+        return run.pacing_summary
 
     @admin.display(description="duration")
     def duration_display(self, run: MaintenanceRun) -> str:

@@ -45,7 +45,7 @@ PERMISSIONS = {
     "change": "oauth_tasks.change_maintenancerun",
 }
 #: Fields a start request may carry.
-START_FIELDS = ("kind", "params", "dry_run", "batch_size", "interval")
+START_FIELDS = ("kind", "params", "dry_run", "batch_size", "interval", "pacing")
 MAX_BODY_BYTES = 64 * 1024
 #: Objects and lists nested deeper than this in a start request's body are refused.
 MAX_BODY_DEPTH = 20
@@ -229,6 +229,8 @@ def serialize_run(request: HttpRequest, run: MaintenanceRun) -> dict[str, Any]:
         "batch_number": run.batch_number,
         "batch_size": run.batch_size,
         "interval": run.interval,
+        # The pacer's state: enabled, the next batch's size, the pause before it, why it slowed.
+        "pacing": run.pacing_state(),
         "trigger": run.trigger,
         "triggered_by": run.triggered_by,
         "created_at": _iso(run.created_at),
@@ -354,6 +356,7 @@ def _start(request: HttpRequest, caller: Caller) -> JsonResponse:
             dry_run=body.get("dry_run", False),
             batch_size=body.get("batch_size"),
             interval=body.get("interval"),
+            pacing=body.get("pacing"),
             triggered_by=caller.label[:255],
             user=caller.user,
         )

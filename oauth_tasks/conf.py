@@ -51,6 +51,33 @@ DEFAULTS: dict[str, Any] = {
     # Scopes a scope migration may give tokens only with ``allow_privileged`` and the permission
     # ``oauth_tasks.grant_privileged_scopes``: they open other users' data or the maintenance API.
     "PRIVILEGED_SCOPES": ["introspection", "maintenance"],
+    # Pacing: adapt every run's batch size and pause to how long its batches take and to the
+    # database's signals (lock waits, replica lag). Off: batch size and interval stay fixed, with
+    # CLEAR_EXPIRED_TOKENS_BATCH_SIZE / _INTERVAL meaning what they mean in django-oauth-toolkit.
+    # A run's ``pacing`` parameter overrides this and every PACING_* key below for that run.
+    "PACING": False,
+    # Pacing: the batch duration the size is steered toward, in seconds (AIMD: a batch under it
+    # grows the next by PACING_BATCH_SIZE_STEP rows, a batch over it halves the next).
+    "PACING_TARGET_BATCH_SECONDS": 0.25,
+    # Pacing: the largest share of wall time a run spends inside batches (0 < share <= 1); a batch
+    # of d seconds is followed by a pause of d * (1 - share) / share seconds.
+    "PACING_MAX_BUSY_SHARE": 0.4,
+    # Pacing: bounds of the batch size (the job's own maximum still applies).
+    "PACING_MIN_BATCH_SIZE": 100,
+    "PACING_MAX_BATCH_SIZE": 10_000,
+    # Pacing: rows added to the next batch after a batch under the target duration.
+    "PACING_BATCH_SIZE_STEP": 500,
+    # Pacing: how long a batch's statement waits for a row lock before it gives up, is retried
+    # with half the rows and the run records "lock wait" (PostgreSQL; 0: no limit).
+    "PACING_LOCK_TIMEOUT_SECONDS": 2.0,
+    # Pacing: replica lag in seconds above which a paced run waits before its next batch (0: never).
+    "MAX_REPLICA_LAG": 5.0,
+    # Pacing: while the lag is too high, seconds between two looks at it (no worker waits meanwhile).
+    "REPLICA_LAG_RECHECK_SECONDS": 5.0,
+    # Pacing: aliases of DATABASES that are replicas of the default database, whose lag is read
+    # (PostgreSQL standbys, MySQL/MariaDB replicas). The primary's own view of its PostgreSQL
+    # standbys (pg_stat_replication) is read without being listed.
+    "REPLICA_DATABASES": [],
 }
 
 _NON_NEGATIVE_NUMBERS = {
@@ -66,6 +93,19 @@ _NON_NEGATIVE_NUMBERS = {
     "HEALTH_EXACT_COUNT_LIMIT",
     "AUDIT_ACCESS_TOKEN_AGE_DAYS",
     "AUDIT_UNUSED_REFRESH_TOKEN_DAYS",
+}
+
+#: Checked by ``oauth_tasks.pacing`` (ranges between keys, booleans, integers).
+_PACING_KEYS = {
+    "PACING",
+    "PACING_TARGET_BATCH_SECONDS",
+    "PACING_MAX_BUSY_SHARE",
+    "PACING_MIN_BATCH_SIZE",
+    "PACING_MAX_BATCH_SIZE",
+    "PACING_BATCH_SIZE_STEP",
+    "PACING_LOCK_TIMEOUT_SECONDS",
+    "MAX_REPLICA_LAG",
+    "REPLICA_LAG_RECHECK_SECONDS",
 }
 
 
@@ -97,7 +137,37 @@ class MaintenanceSettings:
                 raise ImproperlyConfigured(
                     f"OAUTH_MAINTENANCE[{name!r}] must be a non-negative number, got {value!r}"
                 )
+        if name in _PACING_KEYS:
+            self._check_pacing(name, value)
+        if name == "REPLICA_DATABASES":
+            self._check_replicas(value)
         return value
+
+    def _check_pacing(self, name: str, value: Any) -> None:
+        from .pacing import SETTING_KEYS, check
+
+        user = self._user_settings()
+        values = {key: user.get(setting, DEFAULTS[setting]) for key, setting in SETTING_KEYS.items()}
+        values[{setting: key for key, setting in SETTING_KEYS.items()}[name]] = value
+        try:
+            check(values, prefix="\0")
+        except ValueError as exc:
+            # Name the settings as they are written: OAUTH_MAINTENANCE['PACING_...'].
+            message = str(exc)
+            for key, setting in SETTING_KEYS.items():
+                message = message.replace(f"\0{key}", f"OAUTH_MAINTENANCE[{setting!r}]")
+            raise ImproperlyConfigured(message) from None
+
+    def _check_replicas(self, value: Any) -> None:
+        if not isinstance(value, list | tuple) or not all(isinstance(alias, str) for alias in value):
+            raise ImproperlyConfigured(
+                f"OAUTH_MAINTENANCE['REPLICA_DATABASES'] must be a list of DATABASES aliases, got {value!r}"
+            )
+        unknown = [alias for alias in value if alias not in settings.DATABASES]
+        if unknown:
+            raise ImproperlyConfigured(
+                f"OAUTH_MAINTENANCE['REPLICA_DATABASES'] names {unknown[0]!r}, which is not in DATABASES"
+            )
 
 
 maintenance_settings = MaintenanceSettings()

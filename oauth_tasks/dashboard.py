@@ -43,8 +43,14 @@ def poll_document(now: datetime | None = None) -> dict:
     return {
         "now": now.isoformat(),
         "runs": [
-            {**progress.as_dict(), "summary": progress.summary, "eta": progress.eta_text}
-            for _run, progress in current_runs(now)
+            {
+                **progress.as_dict(),
+                "summary": progress.summary,
+                "eta": progress.eta_text,
+                "pacing": run.pacing_state(),
+                "pace": run.pacing_summary,
+            }
+            for run, progress in current_runs(now)
         ],
     }
 

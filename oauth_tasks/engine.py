@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from django.utils import timezone
 from oauth_provider.cleanup import validate_batch_size, validate_interval
 from oauth_provider.maintenance import DispatchUnavailable
 
+from . import pacing as pacing_rules
 from .jobs import get_job
 from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
 
@@ -140,12 +142,16 @@ def dispatch(
     triggered_by: str = "",
     enqueue: bool = True,
     user=None,
+    pacing: bool | dict[str, Any] | None = None,
 ) -> tuple[MaintenanceRun, bool]:
     """Create a run of job ``kind`` and enqueue its first batch; ``(run, True)``.
 
     When a run of the same kind, parameters and dry-run flag is already active, nothing is created
     and ``(that_run, False)`` is returned. Bad input raises ValidationError naming the field
-    (``kind``, a parameter, ``batch_size``, ``interval``, ``trigger``) before anything is written.
+    (``kind``, a parameter, ``batch_size``, ``interval``, ``trigger``, ``pacing``) before anything is
+    written. ``pacing`` (true, false, or an object of :mod:`oauth_tasks.pacing` settings) overrides
+    ``OAUTH_MAINTENANCE``'s pacing settings for this run; with pacing on, ``batch_size`` is the first
+    batch's size and ``interval`` the shortest pause.
     With ``enqueue=False`` no message is sent: the caller runs the batches itself
     (``run_batch(..., chain=False)``), and the watchdog hands the run to a worker if it stops.
     With ``user`` (a person starting the run from a view), the permissions the job asks for these
@@ -165,6 +171,7 @@ def dispatch(
         message = f"batch_size of a {kind} run must be at most {job.max_batch_size}, got {batch_size}"
         raise ValidationError({"batch_size": message})
     interval = _validated(interval, validate_interval, "interval", job.default_interval)
+    pace = pacing_rules.resolve(pacing)
     _validate_trigger(trigger, triggered_by)
     if not isinstance(dry_run, bool):
         raise ValidationError({"dry_run": "dry_run must be true or false"})
@@ -198,6 +205,7 @@ def dispatch(
                 heartbeat_at=now,
                 next_batch_at=now,
                 celery_task_id=task_id,
+                pacing=pacing_rules.initial_state(pace, batch_size, job.max_batch_size),
             )
             job.on_dispatch(run)
             if enqueue:
@@ -208,13 +216,14 @@ def dispatch(
             raise
         return existing, False
     logger.info(
-        "maintenance run dispatched run=%s job=%s trigger=%s dry_run=%s batch_size=%s interval=%s",
+        "maintenance run dispatched run=%s job=%s trigger=%s dry_run=%s batch_size=%s interval=%s paced=%s",
         run.pk,
         kind,
         trigger,
         dry_run,
         batch_size,
         interval,
+        pace.enabled,
         extra={"run_id": run.pk, "job": kind, "event": "dispatched"},
     )
     return run, True
@@ -259,7 +268,7 @@ class BatchReport:
     """What :func:`run_batch` did, for the task's return value, its progress state and its log line."""
 
     run_id: int
-    outcome: str  # "ran", "finished", "stale", "missing", "cancelled"
+    outcome: str  # "ran", "finished", "stale", "missing", "cancelled", "waiting" (replica lag)
     kind: str = ""
     status: str = ""
     phase: str = ""
@@ -268,6 +277,7 @@ class BatchReport:
     counts: dict[str, int] = field(default_factory=dict)
     duration: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+    pacing: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -281,6 +291,7 @@ class BatchReport:
             "counts": self.counts,
             "duration": round(self.duration, 4),
             **({"detail": self.detail} if self.detail else {}),
+            **({"pacing": self.pacing} if self.pacing else {}),
         }
 
 
@@ -330,6 +341,19 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
             run.started_at = now
         if not run.phase and phases:
             run.phase = phases[0]
+        pace = pacing_rules.stored_settings(run.pacing)
+        configured_size = run.batch_size
+        if pace.enabled:
+            if _wait_for_replicas(run, pace, chain=chain):
+                report.outcome, report.status, report.pacing = "waiting", run.status, run.pacing_state()
+                report.duration = time.monotonic() - started
+                return report
+            # Jobs read run.batch_size: in memory it is the paced size while the batch runs.
+            run.batch_size = pacing_rules.clamp(
+                run.pacing.get("batch_size") or configured_size, pace, job.max_batch_size
+            )
+            _set_lock_timeout(pace.lock_timeout_seconds)
+        paced_size = run.batch_size
         counts = dict(run.counts or {})
         processed = 0
         finished = not phases
@@ -359,20 +383,28 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
                 break
 
         run.counts = counts
+        run.batch_size = configured_size
         run.batch_number += 1
         elapsed = time.monotonic() - started
         run.busy_seconds += elapsed
         run.slowest_batch_seconds = max(run.slowest_batch_seconds, elapsed)
         run.heartbeat_at = timezone.now()
         run.last_error = ""
+        pause = run.interval
+        if pace.enabled:
+            decision = pacing_rules.after_batch(
+                pace, paced_size, elapsed, interval=run.interval, job_max=job.max_batch_size
+            )
+            _record_decision(run, decision, batch_number=run.batch_number - 1)
+            pause = decision.pause
         if finished:
             run.status = RunStatus.SUCCEEDED
             run.finished_at = run.heartbeat_at
             run.next_batch_at = None
         else:
-            run.next_batch_at = run.heartbeat_at + timedelta(seconds=run.interval)
+            run.next_batch_at = run.heartbeat_at + timedelta(seconds=pause)
             run.celery_task_id = str(uuid.uuid4())
-            next_number, countdown, task_id = run.batch_number, run.interval, run.celery_task_id
+            next_number, countdown, task_id = run.batch_number, pause, run.celery_task_id
             if chain:
                 transaction.on_commit(
                     lambda: enqueue_batch(
@@ -384,8 +416,118 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
     report.outcome = "finished" if finished else "ran"
     report.status, report.phase, report.batch_number = run.status, run.phase, run.batch_number
     report.processed, report.counts, report.detail = processed, counts, detail
+    if pace.enabled:
+        report.pacing = run.pacing_state()
     report.duration = time.monotonic() - started
     return report
+
+
+def _set_lock_timeout(seconds: float) -> None:
+    """Make the batch's statements give up on a row lock after ``seconds`` (PostgreSQL, this
+    transaction only); the failed batch is retried smaller and the run records "lock wait"."""
+    if seconds > 0 and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+
+
+def _slowed(state: dict[str, Any], reason: str, batch_number: int) -> None:
+    state["slowdowns"] = int(state.get("slowdowns") or 0) + 1
+    state["last_slowdown"] = {
+        "reason": reason,
+        "batch_number": batch_number,
+        "at": timezone.now().isoformat(),
+    }
+
+
+def _record_decision(run: MaintenanceRun, decision: pacing_rules.Decision, *, batch_number: int) -> None:
+    """Store the pacer's decision on the run (saved with the batch, so a killed worker loses nothing)."""
+    state = dict(run.pacing or {})
+    state.update(batch_size=decision.batch_size, pause=round(decision.pause, 4), reason=decision.reason)
+    state["waiting"] = False
+    if decision.reason:
+        _slowed(state, decision.reason, batch_number)
+    run.pacing = state
+
+
+def _wait_for_replicas(run: MaintenanceRun, pace: pacing_rules.PacingSettings, *, chain: bool) -> bool:
+    """True, with the same batch rescheduled, when a replica lags more than ``max_replica_lag``.
+
+    The run row (locked by the caller) records the lag and the reason; the batch's message is sent
+    again with a countdown after commit, so no worker waits. It carries the same batch number: a
+    duplicate of it does the batch once, as always.
+    """
+    if pace.max_replica_lag <= 0:
+        return False
+    from .replication import replica_lag
+
+    lag = replica_lag()
+    state = dict(run.pacing or {})
+    known = lag is not None and math.isfinite(lag)
+    state["replica_lag"] = round(lag, 3) if known else None
+    if lag is None or lag <= pace.max_replica_lag:
+        if state.get("waiting"):
+            state.update(waiting=False, reason="")
+        run.pacing = state
+        return False
+    if known:
+        reason = pacing_rules.lag_reason(lag, pace.max_replica_lag)
+    else:
+        reason = "replica lag unknown: replication stopped"
+    now = timezone.now()
+    if not state.get("waiting"):
+        _slowed(state, reason, run.batch_number)
+    state.update(waiting=True, reason=reason, pause=pace.lag_recheck_seconds)
+    state["waits"] = int(state.get("waits") or 0) + 1
+    run.pacing = state
+    run.heartbeat_at = now
+    run.next_batch_at = now + timedelta(seconds=pace.lag_recheck_seconds)
+    run.celery_task_id = str(uuid.uuid4())
+    run.save()
+    if chain:
+        run_id, number, task_id, kind = run.pk, run.batch_number, run.celery_task_id, run.kind
+        countdown = pace.lag_recheck_seconds
+        transaction.on_commit(
+            lambda: enqueue_batch(run_id, number, countdown=countdown, task_id=task_id, kind=kind)
+        )
+    logger.info(
+        "maintenance run waiting run=%s job=%s batch=%s reason=%s",
+        run.pk,
+        run.kind,
+        run.batch_number,
+        reason,
+        extra={"run_id": run.pk, "job": run.kind, "event": "waiting", "reason": reason},
+    )
+    return True
+
+
+def record_batch_error(
+    run_id: int, expected_batch_number: int, error: BaseException, retry_in: float
+) -> bool:
+    """A paced run's batch failed on a database error and is to be retried: halve its next size.
+
+    The failed batch rolled back; this records, in a transaction of its own and only while the run
+    still expects that batch, the smaller size, the retry's pause and the reason ("lock wait",
+    "deadlock", ...). False when the run is not paced or moved on.
+    """
+    with transaction.atomic():
+        run = _locked(run_id)
+        if run is None or run.status not in ACTIVE_STATUSES or run.batch_number != expected_batch_number:
+            return False
+        pace = pacing_rules.stored_settings(run.pacing)
+        if not pace.enabled:
+            return False
+        job = get_job(run.kind)
+        current = int((run.pacing or {}).get("batch_size") or run.batch_size)
+        decision = pacing_rules.after_error(
+            pace, current, pacing_rules.error_reason(error), job_max=job.max_batch_size
+        )
+        _record_decision(
+            run,
+            pacing_rules.Decision(decision.batch_size, retry_in, decision.reason),
+            batch_number=run.batch_number,
+        )
+        run.save(update_fields=["pacing"])
+    return True
 
 
 def mark_failed(run_id: int, expected_batch_number: int, error: BaseException | str) -> bool:

@@ -102,6 +102,12 @@ class MaintenanceRun(models.Model):
     )
     busy_seconds = models.FloatField(default=0.0, help_text="Time spent inside batches, summed.")
     slowest_batch_seconds = models.FloatField(default=0.0, help_text="Duration of the longest batch.")
+    pacing = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Pacing settings frozen at dispatch and the pacer's state: the next batch's size, "
+        "the pause before it and why the run slowed (oauth_tasks.pacing).",
+    )
 
     objects = MaintenanceRunQuerySet.as_manager()
 
@@ -201,7 +207,30 @@ class MaintenanceRun(models.Model):
             "estimated_total": self.estimated_total,
             "dry_run": self.dry_run,
             "result": dict(self.result or {}),
+            "pacing": self.pacing_state(),
         }
+
+    def pacing_state(self) -> dict:
+        """The pacer's state without the frozen settings: ``{"enabled": False}`` for a fixed pace."""
+        state = dict(self.pacing or {})
+        settings = state.pop("settings", None) or {}
+        return {"enabled": bool(settings.get("enabled")), **state}
+
+    @property
+    def pacing_summary(self) -> str:
+        """One line for pages: "fixed" or "1,500 rows, pause 0.40 s, slowed: replica lag 12.3 s > 5 s"."""
+        state = self.pacing_state()
+        if not state["enabled"]:
+            return "fixed"
+        line = f"{state.get('batch_size', self.batch_size):,} rows, pause {state.get('pause') or 0:.2f} s"
+        if state.get("waiting"):
+            return f"waiting: {state.get('reason')}; {line}"
+        if state.get("reason"):
+            return f"{line}, slowed: {state['reason']}"
+        last = state.get("last_slowdown") or {}
+        if last.get("reason"):
+            return f"{line} (last slowed at batch {last.get('batch_number')}: {last['reason']})"
+        return line
 
 
 class InstalledScheduleEntry(models.Model):

@@ -29,6 +29,8 @@ BATCH_MAX_RETRIES = 5
 
 
 def _log_batch(report: engine.BatchReport) -> None:
+    if report.outcome == "waiting":
+        return  # the engine logged why (replica lag); the same batch is due again shortly
     if report.outcome in ("stale", "missing"):
         logger.info(
             "maintenance batch skipped run=%s outcome=%s status=%s batch=%s",
@@ -112,6 +114,11 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
 
         close_old_connections()
         if self.request.retries < self.max_retries:
+            countdown = min(60, 2 ** (self.request.retries + 1))
+            try:  # a paced run takes the failure as a signal: the retry runs with half the rows
+                engine.record_batch_error(run_id, batch_number, exc, countdown)
+            except (DatabaseError, InterfaceError):
+                close_old_connections()
             logger.warning(
                 "maintenance batch retry run=%s batch=%s error=%s",
                 run_id,
@@ -119,7 +126,7 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
                 type(exc).__name__,
                 extra={"run_id": run_id, "event": "batch_retry"},
             )
-            raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+            raise self.retry(exc=exc, countdown=countdown) from exc
         engine.mark_failed(run_id, batch_number, exc)
         logger.exception("maintenance batch failed run=%s batch=%s", run_id, batch_number)
         raise
@@ -130,7 +137,7 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
         raise
     _log_batch(report)
     meta = report.as_dict()
-    if report.outcome in ("ran", "finished", "cancelled"):
+    if report.outcome in ("ran", "finished", "cancelled", "waiting"):
         self.update_state(state="PROGRESS", meta=meta)
         # Flower follows events, not the result backend: the same progress as a custom event.
         self.send_event("task-progress", retry=False, **meta)
@@ -166,10 +173,21 @@ def start_job(
     batch_size: int | None = None,
     interval: float | None = None,
     trigger: str = "beat",
+    pacing: bool | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Dispatch a run of ``kind`` (what a beat entry calls); an active run of the same job is kept."""
+    """Dispatch a run of ``kind`` (what a beat entry calls); an active run of the same job is kept.
+
+    ``pacing`` (true, false or an object of pacing settings) overrides ``OAUTH_MAINTENANCE``'s
+    pacing settings for this run, e.g. a beat entry's kwargs ``{"pacing": {"max_replica_lag": 2}}``.
+    """
     run, created = engine.dispatch(
-        kind, params, trigger=trigger, dry_run=dry_run, batch_size=batch_size, interval=interval
+        kind,
+        params,
+        trigger=trigger,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        interval=interval,
+        pacing=pacing,
     )
     return {"run_id": run.pk, "created": created, "status": run.status}
 
@@ -189,6 +207,7 @@ def start_cleanup(
     limit: int | None = None,
     only: str | list[str] | None = None,
     keep_if_younger: int | str | None = None,
+    pacing: bool | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Dispatch a token cleanup run (the default daily beat entry).
 
@@ -204,4 +223,5 @@ def start_cleanup(
         batch_size=batch_size,
         interval=interval,
         trigger=trigger,
+        pacing=pacing,
     )

@@ -114,6 +114,10 @@ class Command(BaseCommand):
                 ) from None
             if report.outcome in ("stale", "missing", "cancelled"):
                 raise CommandError(f"run #{run.pk} stopped: {report.outcome} ({report.status})")
+            if report.outcome == "waiting":  # a paced run waits for its replicas to catch up
+                self.stdout.write(f"  waiting: {report.pacing.get('reason')}")
+                time.sleep(float(report.pacing.get("pause") or 1))
+                continue
             total, seconds = report.counts.get(report.phase, 0), time.monotonic() - started
             self.stdout.write(f"  batch {report.batch_number}: {report.phase} {total} rows, {seconds:.1f}s")
             number = report.batch_number

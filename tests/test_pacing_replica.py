@@ -1,0 +1,222 @@
+"""The replica-lag brake against a real PostgreSQL streaming replica.
+
+A primary and its standby are created for the test with ``pg_createcluster`` (the standby from
+``pg_basebackup -R``) on free ports, and dropped afterwards; the shared database server is not
+touched. The project (migrate, seed, dispatch) and a real worker run against that primary, with the
+standby configured as ``REPLICA_DATABASE_URL``. An artificial apply delay on the standby
+(``recovery_min_apply_delay``) makes it lag: the paced run must wait, saying why, without deleting
+anything, and finish by itself once the delay is lifted.
+
+It runs in the PostgreSQL pass of the suite (the clusters use the same PostgreSQL installation).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, WorkerProcess, wait_until
+
+pytestmark = [pytest.mark.worker]
+
+DATABASE = "oauth_pacing_lag"
+PG_ROOT = Path("/usr/lib/postgresql")
+
+
+@dataclass
+class Replication:
+    version: str
+    primary_port: int
+    replica_port: int
+
+    def url(self, port: int) -> str:
+        return f"postgres://postgres@127.0.0.1:{port}/{DATABASE}"
+
+    def sql(self, port: int, statement: str, params=(), dbname: str = DATABASE):
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname=dbname, autocommit=True
+        ) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else None
+
+
+def _free_port(start: int) -> int:
+    for port in range(start, start + 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {start}")
+
+
+def _run(*args: str) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+
+@pytest.fixture
+def streaming_replica():
+    """A PostgreSQL primary and its streaming standby, both this test's own; dropped at teardown."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the replica-lag test runs in the PostgreSQL pass (DATABASE_URL=postgres://...)")
+    if shutil.which("pg_createcluster") is None:
+        pytest.skip("pg_createcluster is not installed (Debian's postgresql-common): no replica to lag")
+    if os.geteuid() != 0:
+        pytest.skip("pg_createcluster needs root to create the test's primary and replica clusters")
+    versions = sorted(
+        (p.name for p in PG_ROOT.iterdir() if (p / "bin" / "pg_basebackup").exists()), key=float
+    )
+    if not versions:
+        pytest.skip(f"no PostgreSQL server binaries under {PG_ROOT}")
+    version = versions[-1]
+    primary_port = _free_port(5498)
+    replica_port = _free_port(primary_port + 1)
+    suffix = uuid.uuid4().hex[:6]
+    primary, replica = f"pacing_primary_{suffix}", f"pacing_replica_{suffix}"
+    created: list[str] = []
+    small = ["-o", "fsync=off", "-o", "shared_buffers=32MB", "-o", "max_connections=40"]
+    try:
+        _run("pg_createcluster", version, primary, "-p", str(primary_port), *small, "--", "--auth=trust")
+        created.append(primary)
+        _run("pg_ctlcluster", version, primary, "start")
+        _run("pg_createcluster", version, replica, "-p", str(replica_port), *small, "--", "--auth=trust")
+        created.append(replica)
+        data = Path(f"/var/lib/postgresql/{version}/{replica}")
+        for child in data.iterdir():  # pg_basebackup fills the emptied directory, owned by postgres
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        basebackup = str(PG_ROOT / version / "bin" / "pg_basebackup")
+        _run(
+            "runuser", "-u", "postgres", "--", basebackup, "-h", "127.0.0.1", "-p", str(primary_port),
+            "-U", "postgres", "-D", str(data), "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        _run("pg_ctlcluster", version, replica, "start")
+        yield Replication(version, primary_port, replica_port)
+    finally:
+        for name in reversed(created):
+            subprocess.run(["pg_dropcluster", version, name, "--stop"], capture_output=True, timeout=120)
+
+
+def _manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    if result.returncode:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+SEED = """
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from oauth_provider.models import get_application_model, get_grant_model
+now = timezone.now()
+user = get_user_model().objects.create(username="lag")
+app = get_application_model().objects.create(name="lag", client_type="public",
+    authorization_grant_type="authorization-code", redirect_uris="https://example.com/cb")
+Grant = get_grant_model()
+Grant.objects.bulk_create(Grant(user=user, application=app, code=f"expired-{i}", redirect_uri="https://example.com/cb",
+    expires=now - timedelta(hours=1)) for i in range(30))
+Grant.objects.bulk_create(Grant(user=user, application=app, code=f"live-{i}", redirect_uri="https://example.com/cb",
+    expires=now + timedelta(hours=1)) for i in range(5))
+"""
+
+DISPATCH = """
+from oauth_tasks.engine import dispatch
+run, _ = dispatch("cleanup", {"only": "grants"}, trigger="test", batch_size=10,
+    pacing={"max_replica_lag": 2, "lag_recheck_seconds": 1, "target_batch_seconds": 300})
+print(run.pk)
+"""
+
+STANDBY_LAG = """
+SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
+"""
+
+
+def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
+    streaming_replica, celery_app, redis_client, tmp_path
+):
+    cluster = streaming_replica
+    primary, replica = cluster.primary_port, cluster.replica_port
+    cluster.sql(primary, f"CREATE DATABASE {DATABASE}", dbname="postgres")
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=cluster.url(primary),
+        REPLICA_DATABASE_URL=cluster.url(replica),
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LOG_LEVEL="INFO",
+    )
+    _manage(env, "migrate", "--no-input", "-v", "0")
+    _manage(env, "shell", "-c", SEED)
+    wait_until(
+        lambda: cluster.sql(replica, "SELECT count(*) FROM oauth_provider_grant")[0][0] == 35,
+        timeout=60,
+        message="the replica to catch up with the seed",
+    )
+
+    # The standby now applies every commit an hour late; one more commit on the primary makes it lag.
+    cluster.sql(replica, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", dbname="postgres")
+    cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
+    cluster.sql(primary, "CREATE TABLE lag_marker (at timestamptz DEFAULT now())")
+    wait_until(
+        lambda: (cluster.sql(replica, STANDBY_LAG)[0][0] or 0) > 3, timeout=60, message="the replica to lag"
+    )
+
+    redis_client.flushdb()
+    worker = WorkerProcess(env, tmp_path, "maintenance,celery", 1)
+    try:
+        worker.wait_ready(celery_app)
+        run_id = int(_manage(env, "shell", "-c", DISPATCH).strip().splitlines()[-1])
+
+        def run_row() -> dict:
+            status, pacing, counts = cluster.sql(
+                primary,
+                "SELECT status, pacing, counts FROM oauth_tasks_maintenancerun WHERE id = %s",
+                [run_id],
+            )[0]
+            load = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
+            return {"status": status, "pacing": load(pacing), "counts": load(counts)}
+
+        # It waits, says why, and looks again by itself (several times) without deleting anything.
+        wait_until(
+            lambda: run_row()["pacing"].get("waits", 0) >= 3, timeout=60, message="the run to wait on the lag"
+        )
+        waiting = run_row()
+        assert waiting["status"] == "running"
+        assert waiting["pacing"]["waiting"] is True
+        assert waiting["pacing"]["reason"].startswith("replica lag ")
+        assert waiting["pacing"]["reason"].endswith(" s > 2 s")
+        assert waiting["pacing"]["replica_lag"] > 2
+        assert waiting["counts"].get("grants", 0) == 0
+        assert cluster.sql(primary, "SELECT count(*) FROM oauth_provider_grant")[0][0] == 35
+
+        # Lift the delay: the standby catches up, and the run carries on and finishes on its own.
+        cluster.sql(replica, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
+        cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
+        wait_until(lambda: run_row()["status"] == "succeeded", timeout=120, message="the run to finish")
+        finished = run_row()
+        assert finished["counts"] == {"grants": 30}
+        assert finished["pacing"]["waiting"] is False
+        assert finished["pacing"]["last_slowdown"]["reason"].startswith("replica lag ")
+        left = cluster.sql(primary, "SELECT code FROM oauth_provider_grant ORDER BY code")
+        assert [code for (code,) in left] == [f"live-{i}" for i in range(5)]
+    finally:
+        worker.stop()
+        redis_client.flushdb()
