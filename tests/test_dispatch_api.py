@@ -299,6 +299,10 @@ def test_a_duplicate_start_answers_409_with_the_active_run(operator_client, app)
         ({"kind": "cleanup", "interval": 4000}, "interval"),
         ({"kind": "cleanup", "dry_run": "yes"}, "dry_run"),
         ({"kind": "cleanup", "priority": 1}, "priority"),
+        ({"kind": "cleanup", "pacing": {"max_busy_share": 0}}, "pacing"),
+        ({"kind": "cleanup", "pacing": {"min_batch_size": 500, "max_batch_size": 100}}, "pacing"),
+        ({"kind": "cleanup", "pacing": {"speed": "slow"}}, "pacing"),
+        ({"kind": "cleanup", "pacing": "on"}, "pacing"),
     ],
 )
 def test_bad_input_is_400_naming_the_field_and_creates_nothing(operator_client, app, body, field):
@@ -309,6 +313,22 @@ def test_bad_input_is_400_naming_the_field_and_creates_nothing(operator_client, 
     assert field in answer["errors"] and field in answer["detail"]
     assert not MaintenanceRun.objects.exists()
     assert not RevocationWatermark.objects.exists()
+
+
+def test_a_run_started_with_pacing_settings_shows_its_pace(operator_client, app):
+    response = post_json(
+        operator_client, RUNS, {"kind": "cleanup", "batch_size": 800, "pacing": {"max_replica_lag": 2}}
+    )
+    assert response.status_code == 202, response.content
+    run = MaintenanceRun.objects.get()
+    assert run.pacing["settings"]["enabled"] is True and run.pacing["settings"]["max_replica_lag"] == 2.0
+    status = operator_client.get(response.json()["status_url"]).json()
+    assert status["pacing"]["enabled"] is True
+    assert (status["pacing"]["batch_size"], status["pacing"]["reason"], status["pacing"]["waiting"]) == (
+        800,
+        "",
+        False,
+    )
 
 
 def test_listing_runs_filters_and_validates(operator_client, app):
