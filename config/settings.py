@@ -383,4 +383,7 @@ if os.environ.get("MAINTENANCE_PACING", "").strip():
 if os.environ.get("REPLICA_DATABASE_URL"):
     DATABASES["replica"] = dj_database_url.parse(os.environ["REPLICA_DATABASE_URL"], conn_max_age=0)
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    # A replica that does not answer is skipped after this, not waited for while a batch holds its run.
+    if DATABASES["replica"]["ENGINE"].endswith(("postgresql", "mysql")):
+        DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     OAUTH_MAINTENANCE["REPLICA_DATABASES"] = ["replica"]

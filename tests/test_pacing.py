@@ -272,3 +272,41 @@ def test_a_row_lock_held_by_another_connection_halves_the_batch_and_records_lock
     finished = run_status(run.pk)
     assert finished.counts == {"grants": len(ids)}
     assert not get_grant_model().objects.filter(pk__in=ids).exists()
+
+
+# --- where the pace is shown -------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_run_page_the_dashboard_and_the_api_show_the_pace_and_why_it_slowed(client):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    make_expired_grants(12)
+    run, _ = engine.dispatch(
+        "cleanup",
+        {"only": "grants"},
+        trigger="test",
+        batch_size=8,
+        enqueue=False,
+        pacing={"target_batch_seconds": 1e-6, "min_batch_size": 2, "max_busy_share": 1, "max_replica_lag": 0},
+    )
+    engine.run_batch(run.pk, 0, chain=False)  # over a target of a microsecond: 8 -> 4
+    client.force_login(get_user_model().objects.create_superuser("op", "op@example.com", "pw-12345!"))
+
+    page = client.get(reverse("admin:oauth_tasks_maintenancerun_change", args=[run.pk])).content.decode()
+    assert "4 rows, pause 0.00 s, slowed: over target duration (" in page
+
+    poll = client.get(reverse("admin:oauth_tasks_dashboard_poll")).json()
+    [row] = [row for row in poll["runs"] if row["run_id"] == run.pk]
+    assert row["pacing"]["batch_size"] == 4 and row["pacing"]["reason"].startswith("over target duration")
+    assert row["pace"].startswith("4 rows, pause 0.00 s, slowed: over target duration")
+    dashboard = client.get(reverse("admin:oauth_tasks_maintenancedashboard_changelist")).content.decode()
+    assert "paced: 4 rows" in dashboard
+
+    document = client.get(reverse("oauth_tasks:api-run", args=[run.pk])).json()
+    assert document["pacing"]["enabled"] is True and document["pacing"]["batch_size"] == 4
+    assert document["pacing"]["last_slowdown"]["batch_number"] == 0
+
+    # The decision lives on the row: the next batch, in any process, takes the paced size.
+    assert engine.run_batch(run.pk, 1, chain=False).processed == 4

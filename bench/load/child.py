@@ -5,9 +5,10 @@
 * ``setup``: a confidential client for the client-credentials grant (secret stored unhashed, so a
   request costs its database work, not a million PBKDF2 rounds) and a long-lived bearer token with
   the ``introspection`` scope for the introspection calls;
-* ``cleanup PACED``: dispatch a cleanup to the running worker (``PACED`` 1: pacing on with the
-  defaults of ``OAUTH_MAINTENANCE``, 0: fixed batches of ``CLEAR_EXPIRED_TOKENS_BATCH_SIZE``), poll
-  the run row until it ends; wall time, batches and the pacer's last state.
+* ``cleanup PACED [PACING_JSON]``: dispatch a cleanup to the running worker (``PACED`` 1: pacing on
+  with the defaults of ``OAUTH_MAINTENANCE``, or the run settings of ``PACING_JSON`` over them; 0:
+  fixed batches of ``CLEAR_EXPIRED_TOKENS_BATCH_SIZE``), poll the run row until it ends; wall time,
+  batches and the pacer's last state.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def setup() -> dict:
     return {"client_id": app.client_id, "client_secret": secret, "introspection_bearer": bearer}
 
 
-def cleanup(paced: bool) -> dict:
+def cleanup(paced: bool | dict) -> dict:
     from oauth_tasks.engine import dispatch
     from oauth_tasks.models import ACTIVE_STATUSES
 
@@ -85,5 +86,10 @@ if __name__ == "__main__":
 
     django.setup()
     mode = sys.argv[1]
-    result = setup() if mode == "setup" else cleanup(sys.argv[2] == "1")
+    if mode == "setup":
+        result = setup()
+    else:
+        paced = sys.argv[2] == "1"
+        overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] else {}
+        result = cleanup({**overrides, "enabled": True} if paced and overrides else paced)
     print(json.dumps(result), flush=True)

@@ -291,7 +291,7 @@ def phase(
         else:
             # Record from the dispatch to the run's end: the child's Django start-up is not counted.
             proc = subprocess.Popen(
-                [PYTHON, str(HERE / "child.py"), "cleanup", "1" if paced else "0"],
+                [PYTHON, str(HERE / "child.py"), "cleanup", "1" if paced else "0", args.pacing],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -350,6 +350,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--warmup-seconds", type=float, default=3)
+    parser.add_argument(
+        "--pacing",
+        default="",
+        help='run settings of the paced phase over the defaults, e.g. {"max_busy_share": 0.3}',
+    )
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     n = parse_size(args.size)
@@ -395,11 +400,61 @@ def main() -> None:
     print(heading)
     print(text)
     paced = results[2].get("cleanup", {})
+    if args.pacing:
+        print(f"paced phase with run settings {args.pacing} over the OAUTH_MAINTENANCE defaults")
     if paced.get("pacing"):
         print(f"pacer at the end of the paced run: {json.dumps(paced['pacing'])}")
     if args.write_results:
-        (HERE / "results.json").write_text(json.dumps({"heading": heading, "results": results}, indent=1))
-        log("wrote bench/load/results.json (RESULTS.md is written by hand from it and the table)")
+        write_results(heading, text, results, args)
+        log("wrote bench/load/RESULTS.md")
+
+
+def write_results(heading: str, text: str, results: list[dict], args) -> None:
+    idle, fixed, paced = results
+    command = "python bench/load/run.py " + " ".join(
+        part
+        for part in (
+            f"--size {args.size}",
+            f"--threads {args.threads}",
+            f"--idle-seconds {args.idle_seconds:g}",
+            f"--pacing '{args.pacing}'" if args.pacing else "",
+            "--write-results",
+        )
+        if part
+    )
+
+    def ratio(result: dict, endpoint: str) -> float:
+        return result[endpoint]["p99"] / idle[endpoint]["p99"]
+
+    wall = paced["cleanup"]["wall"] / fixed["cleanup"]["wall"]
+    overrides = f" with {args.pacing}" if args.pacing else ""
+    lines = [
+        "# Load benchmark: live traffic during a cleanup",
+        "",
+        f"Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        "",
+        heading + ".",
+        f"Load average (1 min) before the run: {idle['load_before']:.2f}; the machine is shared, so the "
+        "load column says how busy it was around each phase.",
+        "",
+        text,
+        "",
+        f"* p99 during the cleanup vs idle: fixed batches {ratio(fixed, 'token'):.2f}x (token) / "
+        f"{ratio(fixed, 'introspect'):.2f}x (introspection); paced {ratio(paced, 'token'):.2f}x / "
+        f"{ratio(paced, 'introspect'):.2f}x (target: at most 1.2x).",
+        f"* cleanup wall time paced / fixed: {wall:.2f}x (target: at most 3x).",
+        f"* paced run settings: the `OAUTH_MAINTENANCE` defaults{overrides}; "
+        f"its pacer at the end: `{json.dumps(paced['cleanup'].get('pacing'))}`.",
+        f"* busy seconds (inside batches): fixed {fixed['cleanup']['busy_seconds']:.1f} s, "
+        f"paced {paced['cleanup']['busy_seconds']:.1f} s; slowest batch fixed "
+        f"{fixed['cleanup']['slowest_batch']:.2f} s, paced {paced['cleanup']['slowest_batch']:.2f} s.",
+        "",
+        "Latency is measured per request by the client threads, over the cleanup's life (from its "
+        "dispatch to its end) or, idle, over a fixed window; each phase runs on a fresh copy of the "
+        "same seeded database. Nothing here is asserted; timings vary with the machine's load.",
+        "",
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
