@@ -53,15 +53,15 @@ DEFAULTS: dict[str, Any] = {
     "PRIVILEGED_SCOPES": ["introspection", "maintenance"],
     # Pacing: adapt every run's batch size and pause to how long its batches take and to the
     # database's signals (lock waits, replica lag). Off: batch size and interval stay fixed, with
-    # CLEAR_EXPIRED_TOKENS_BATCH_SIZE / _INTERVAL meaning what they mean in django-oauth-toolkit.
+    # CLEAR_EXPIRED_TOKENS_BATCH_SIZE and _BATCH_INTERVAL meaning what they mean in django-oauth-toolkit.
     # A run's ``pacing`` parameter overrides this and every PACING_* key below for that run.
     "PACING": False,
     # Pacing: the batch duration the size is steered toward, in seconds (AIMD: a batch under it
     # grows the next by PACING_BATCH_SIZE_STEP rows, a batch over it halves the next).
-    "PACING_TARGET_BATCH_SECONDS": 0.25,
+    "PACING_TARGET_BATCH_SECONDS": 0.2,
     # Pacing: the largest share of wall time a run spends inside batches (0 < share <= 1); a batch
     # of d seconds is followed by a pause of d * (1 - share) / share seconds.
-    "PACING_MAX_BUSY_SHARE": 0.4,
+    "PACING_MAX_BUSY_SHARE": 0.25,
     # Pacing: bounds of the batch size (the job's own maximum still applies).
     "PACING_MIN_BATCH_SIZE": 100,
     "PACING_MAX_BATCH_SIZE": 10_000,

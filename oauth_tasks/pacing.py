@@ -36,8 +36,8 @@ class PacingSettings:
     """How one run is paced; frozen on the run at dispatch (``MaintenanceRun.pacing["settings"]``)."""
 
     enabled: bool = False
-    target_batch_seconds: float = 0.25
-    max_busy_share: float = 0.4
+    target_batch_seconds: float = 0.2
+    max_busy_share: float = 0.25
     min_batch_size: int = 100
     max_batch_size: int = 10_000
     batch_size_step: int = 500
@@ -210,7 +210,7 @@ def after_batch(
     """AIMD on the batch size toward the target duration, and the duty-cycle pause (at least ``interval``)."""
     pause = max(float(interval), duty_cycle_pause(duration, settings.max_busy_share))
     if duration > settings.target_batch_seconds:
-        reason = f"over target duration ({duration:.2f} s > {settings.target_batch_seconds:g} s)"
+        reason = f"over target duration ({duration:.3f} s > {settings.target_batch_seconds:g} s)"
         return Decision(clamp(batch_size // 2, settings, job_max), pause, reason)
     return Decision(clamp(batch_size + settings.batch_size_step, settings, job_max), pause)
 
@@ -238,6 +238,8 @@ def error_reason(exc: BaseException) -> str:
         return "deadlock"
     if sqlstate == "57014" or "statement timeout" in text:
         return "statement timeout"
+    if type(exc).__name__ == "SoftTimeLimitExceeded":
+        return "batch over its time limit"
     if "database is locked" in text:
         return "lock wait"
     return f"database error ({type(cause).__name__})"

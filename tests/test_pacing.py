@@ -38,7 +38,7 @@ def test_a_batch_under_the_target_grows_the_next_one_by_the_step():
 def test_a_batch_over_the_target_halves_the_next_one_and_says_why():
     decision = pacing.after_batch(SETTINGS, 1000, 0.8)
     assert decision.batch_size == 500
-    assert decision.reason == "over target duration (0.80 s > 0.5 s)"
+    assert decision.reason == "over target duration (0.800 s > 0.5 s)"
 
 
 def test_the_size_stays_within_its_bounds_and_the_jobs_maximum():

@@ -10,6 +10,9 @@ fresh copy of the same seeded database (the shape of ``bench/cleanup/seed.py``):
    ``CLEAR_EXPIRED_TOKENS_BATCH_SIZE``, no pause), from its dispatch to its end;
 3. paced: the same with pacing on (the ``OAUTH_MAINTENANCE`` pacing defaults).
 
+``--rounds N`` repeats the three phases (fixed and paced in alternating order) and reports the
+medians of the ratios to each round's idle phase.
+
 Prints, per phase and endpoint, p50/p95/p99 latency and throughput, and the cleanup's wall time;
 ``--write-results`` writes ``bench/load/RESULTS.md``. Timings are reported, never asserted.
 
@@ -322,25 +325,68 @@ def fmt(value: float) -> str:
     return "-" if value != value else f"{value:.1f}"
 
 
-def table(results: list[dict]) -> str:
-    idle = results[0]
+def table(rounds: list[list[dict]]) -> str:
+    """One row per phase of every round; the ratios are against the same round's idle phase."""
     lines = [
-        "| phase | token p50 / p95 / p99 (ms) | introspect p50 / p95 / p99 (ms) "
+        "| round | phase | token p50 / p95 / p99 (ms) | introspect p50 / p95 / p99 (ms) "
         "| p99 vs idle (token, introspect) | requests/s | errors | cleanup wall | batches | load avg |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in results:
-        t, i = r["token"], r["introspect"]
-        ratio = f"{t['p99'] / idle['token']['p99']:.2f}x, {i['p99'] / idle['introspect']['p99']:.2f}x"
-        cleanup = r.get("cleanup")
-        wall = f"{cleanup['wall']:.1f} s ({cleanup['status']}, {cleanup['total']:,} rows)" if cleanup else "-"
-        batches = str(cleanup["batches"]) if cleanup else "-"
+    for number, results in enumerate(rounds, 1):
+        idle = results[0]
+        for r in results:
+            t, i = r["token"], r["introspect"]
+            ratio = f"{t['p99'] / idle['token']['p99']:.2f}x, {i['p99'] / idle['introspect']['p99']:.2f}x"
+            cleanup = r.get("cleanup")
+            wall = (
+                f"{cleanup['wall']:.1f} s ({cleanup['status']}, {cleanup['total']:,} rows)"
+                if cleanup
+                else "-"
+            )
+            batches = str(cleanup["batches"]) if cleanup else "-"
+            lines.append(
+                f"| {number} | {r['name']} | {fmt(t['p50'])} / {fmt(t['p95'])} / {fmt(t['p99'])} "
+                f"| {fmt(i['p50'])} / {fmt(i['p95'])} / {fmt(i['p99'])} | {ratio} "
+                f"| {r['rps']:.1f} | {r['errors']} "
+                f"| {wall} | {batches} | {r['load_before']:.2f} -> {r['load_after']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def medians(rounds: list[list[dict]]) -> dict[str, dict[str, float]]:
+    """Per cleanup phase, the median over rounds of its ratios to the round's idle phase."""
+    out: dict[str, dict[str, float]] = {}
+    for index, key in ((1, "fixed"), (2, "paced")):
+        values: dict[str, list[float]] = {}
+        for results in rounds:
+            idle, r = results[0], results[index]
+            for endpoint in ("token", "introspect"):
+                for p in ("p50", "p99"):
+                    values.setdefault(f"{endpoint} {p}", []).append(r[endpoint][p] / idle[endpoint][p])
+            values.setdefault("wall", []).append(r["cleanup"]["wall"])
+            values.setdefault("rps", []).append(r["rps"] / idle["rps"])
+        out[key] = {name: statistics.median(v) for name, v in values.items()}
+    return out
+
+
+def summary_table(rounds: list[list[dict]]) -> str:
+    m = medians(rounds)
+    lines = [
+        f"Median over {len(rounds)} round(s), each cleanup phase against its round's idle phase:",
+        "",
+        "| cleanup | token p50 | token p99 | introspect p50 | introspect p99 | throughput | wall |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, label in (("fixed", "fixed batches"), ("paced", "paced")):
+        v = m[key]
         lines.append(
-            f"| {r['name']} | {fmt(t['p50'])} / {fmt(t['p95'])} / {fmt(t['p99'])} "
-            f"| {fmt(i['p50'])} / {fmt(i['p95'])} / {fmt(i['p99'])} | {ratio} "
-            f"| {r['rps']:.1f} | {r['errors']} "
-            f"| {wall} | {batches} | {r['load_before']:.2f} -> {r['load_after']:.2f} |"
+            f"| {label} | {v['token p50']:.2f}x | {v['token p99']:.2f}x | {v['introspect p50']:.2f}x "
+            f"| {v['introspect p99']:.2f}x | {v['rps']:.2f}x | {v['wall']:.1f} s |"
         )
+    lines += [
+        "",
+        f"Paced wall time / fixed wall time (medians): {m['paced']['wall'] / m['fixed']['wall']:.2f}x.",
+    ]
     return "\n".join(lines)
 
 
@@ -348,6 +394,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1M", help="access tokens seeded (e.g. 200k, 1M)")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="idle, fixed, paced: this many times")
     parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument("--warmup-seconds", type=float, default=3)
     parser.add_argument(
@@ -380,11 +427,17 @@ def main() -> None:
         with psycopg.connect(pg.conninfo(template), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
         log(f"seeded {n:,} access tokens in {time.perf_counter() - started:.1f}s: {rows}")
-        results = []
-        for name, paced in (("idle", None), ("cleanup, fixed batches", False), ("cleanup, paced", True)):
-            log(f"phase: {name}")
-            results.append(phase(pg, name, template, broker, creds, args, workdir, paced))
-            log(json.dumps(results[-1], default=str))
+        rounds = []
+        for number in range(1, args.rounds + 1):
+            phases = [("cleanup, fixed batches", False), ("cleanup, paced", True)]
+            if number % 2 == 0:  # alternate the order: a machine growing busier favours neither
+                phases.reverse()
+            done = {}
+            for name, paced in [("idle", None), *phases]:
+                log(f"round {number}, phase: {name}")
+                done[name] = phase(pg, name, template, broker, creds, args, workdir, paced)
+                log(json.dumps(done[name], default=str))
+            rounds.append([done["idle"], done["cleanup, fixed batches"], done["cleanup, paced"]])
     finally:
         pg.drop(template)
         pg.drop(schema_db)
@@ -396,58 +449,61 @@ def main() -> None:
         f"2 workers, 1 Celery worker, PostgreSQL {version}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
     )
-    text = table(results)
+    text = table(rounds)
+    summary_text = summary_table(rounds)
     print(heading)
     print(text)
-    paced = results[2].get("cleanup", {})
+    print()
+    print(summary_text)
+    paced = rounds[-1][2].get("cleanup", {})
     if args.pacing:
         print(f"paced phase with run settings {args.pacing} over the OAUTH_MAINTENANCE defaults")
     if paced.get("pacing"):
         print(f"pacer at the end of the paced run: {json.dumps(paced['pacing'])}")
     if args.write_results:
-        write_results(heading, text, results, args)
+        write_results(heading, text, summary_text, rounds, args)
         log("wrote bench/load/RESULTS.md")
 
 
-def write_results(heading: str, text: str, results: list[dict], args) -> None:
-    idle, fixed, paced = results
+def write_results(heading: str, text: str, summary_text: str, rounds: list[list[dict]], args) -> None:
     command = "python bench/load/run.py " + " ".join(
         part
         for part in (
             f"--size {args.size}",
             f"--threads {args.threads}",
             f"--idle-seconds {args.idle_seconds:g}",
+            f"--rounds {args.rounds}",
             f"--pacing '{args.pacing}'" if args.pacing else "",
             "--write-results",
         )
         if part
     )
-
-    def ratio(result: dict, endpoint: str) -> float:
-        return result[endpoint]["p99"] / idle[endpoint]["p99"]
-
-    wall = paced["cleanup"]["wall"] / fixed["cleanup"]["wall"]
+    m = medians(rounds)
     overrides = f" with {args.pacing}" if args.pacing else ""
+    last_fixed, last_paced = rounds[-1][1]["cleanup"], rounds[-1][2]["cleanup"]
     lines = [
         "# Load benchmark: live traffic during a cleanup",
         "",
         f"Written by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         heading + ".",
-        f"Load average (1 min) before the run: {idle['load_before']:.2f}; the machine is shared, so the "
-        "load column says how busy it was around each phase.",
+        f"Load average (1 min) at the start: {rounds[0][0]['load_before']:.2f}; the machine is shared, "
+        "so the last column says how busy it was around each phase.",
         "",
         text,
         "",
-        f"* p99 during the cleanup vs idle: fixed batches {ratio(fixed, 'token'):.2f}x (token) / "
-        f"{ratio(fixed, 'introspect'):.2f}x (introspection); paced {ratio(paced, 'token'):.2f}x / "
-        f"{ratio(paced, 'introspect'):.2f}x (target: at most 1.2x).",
-        f"* cleanup wall time paced / fixed: {wall:.2f}x (target: at most 3x).",
-        f"* paced run settings: the `OAUTH_MAINTENANCE` defaults{overrides}; "
-        f"its pacer at the end: `{json.dumps(paced['cleanup'].get('pacing'))}`.",
-        f"* busy seconds (inside batches): fixed {fixed['cleanup']['busy_seconds']:.1f} s, "
-        f"paced {paced['cleanup']['busy_seconds']:.1f} s; slowest batch fixed "
-        f"{fixed['cleanup']['slowest_batch']:.2f} s, paced {paced['cleanup']['slowest_batch']:.2f} s.",
+        summary_text,
+        "",
+        f"* p99 during the cleanup vs idle (medians): fixed batches {m['fixed']['token p99']:.2f}x (token) / "
+        f"{m['fixed']['introspect p99']:.2f}x (introspection); paced {m['paced']['token p99']:.2f}x / "
+        f"{m['paced']['introspect p99']:.2f}x (target: at most 1.2x).",
+        f"* cleanup wall time paced / fixed: {m['paced']['wall'] / m['fixed']['wall']:.2f}x "
+        "(target: at most 3x).",
+        f"* paced run settings: the `OAUTH_MAINTENANCE` defaults{overrides}; the pacer at the end of the "
+        f"last paced run: `{json.dumps(last_paced.get('pacing'))}`.",
+        f"* last round, busy seconds (inside batches): fixed {last_fixed['busy_seconds']:.1f} s, "
+        f"paced {last_paced['busy_seconds']:.1f} s; slowest batch fixed "
+        f"{last_fixed['slowest_batch']:.2f} s, paced {last_paced['slowest_batch']:.2f} s.",
         "",
         "Latency is measured per request by the client threads, over the cleanup's life (from its "
         "dispatch to its end) or, idle, over a fixed window; each phase runs on a fresh copy of the "
