@@ -650,7 +650,8 @@ class OAuth2Validator(RequestValidator):
         # The sign-in the authorization request saw; for a refresh, the user's last sign-in.
         auth_time = getattr(request, "auth_time", None) or request.user.last_login or timezone.now()
         if timezone.is_naive(auth_time):
-            auth_time = auth_time.replace(tzinfo=UTC)
+            # Without USE_TZ, Django keeps datetimes naive in TIME_ZONE, not in UTC.
+            auth_time = timezone.make_aware(auth_time, timezone.get_default_timezone())
         claims.update(
             iss=self.get_oidc_issuer_endpoint(request),
             exp=int(expires.timestamp()),

@@ -69,3 +69,25 @@ def test_request_claims_are_released_without_being_advertised(base_url, settings
     info, user = userinfo(base_url)
     assert info == {"sub": str(user.pk), "username": user.get_username()}
     assert discovery_claims(base_url) == ["sub"]
+
+
+def test_a_naive_last_login_is_read_in_time_zone_as_django_keeps_it_without_use_tz(settings):
+    from datetime import datetime
+    from unittest import mock
+    from zoneinfo import ZoneInfo
+
+    from django.test import RequestFactory
+    from oauthlib.common import Request
+
+    from oauth_provider.oauth2_validators import OAuth2Validator
+
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Europe/Rome"
+    request = Request("/", headers=RequestFactory().get("/").META)
+    request.scopes = ["openid"]
+    request.client = mock.MagicMock()
+    request.user = mock.MagicMock(pk=1, last_login=datetime(2026, 1, 1, 12, 0, 0))
+
+    claims, _expires = OAuth2Validator().get_id_token_dictionary(None, None, request)
+
+    assert claims["auth_time"] == int(datetime(2026, 1, 1, 12, 0, tzinfo=ZoneInfo("Europe/Rome")).timestamp())
