@@ -3,8 +3,10 @@
 Each variant is a real gunicorn (one process, gthread, 4 threads, no access log, the same command
 line for both projects) on loopback, in front of its own PostgreSQL database, seeded by
 ``seed.py`` with two client credentials clients holding generated 128-character secrets (one
-stored plain, one hashed with Django's default PBKDF2) and a live access token. One client sends
-the requests one after another over a kept-alive connection:
+stored plain, one hashed with Django's default PBKDF2) and a live access token. The variants run
+at once; one client sends the requests one after another, one to each variant in turn (the order
+rotating every round), each over its kept-alive connection, so a change of the machine's load
+falls on every variant alike:
 
 * introspection: ``POST /o/introspect/`` of the token, the client authenticated by HTTP Basic;
 * token endpoint: ``POST /o/token/`` with ``grant_type=client_credentials``, HTTP Basic.
@@ -202,18 +204,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def timed(send, n: int, warmup: int) -> dict[str, float]:
-    for _ in range(warmup):
-        send()
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        send()
-        times.append(time.perf_counter() - started)
-    return {"p50": percentile(times, 0.5) * 1000, "p95": percentile(times, 0.95) * 1000, "n": n}
-
-
-def run_variant(variant: Variant, seeded: dict, pg: Pg, workdir: Path, redis_url: str, n: int, slow_n: int):
+def start_variant(variant: Variant, seeded: dict, pg: Pg, workdir: Path, redis_url: str):
+    """The variant's gunicorn, and its two requests (each raising on a wrong answer)."""
     env = environment(
         variant.project,
         pg.url(DATABASES[variant.project]),
@@ -245,16 +237,44 @@ def run_variant(variant: Variant, seeded: dict, pg: Pg, workdir: Path, redis_url
                 f"{variant.label}: token endpoint answered {response.status_code} {response.text[:200]}"
             )
 
-    count = slow_n if variant.hashed_slow else n
+    return server, {"introspection": introspect, "token": token}
+
+
+def run_group(variants: list[Variant], seeded: dict, pg: Pg, workdir: Path, redis_url: str, n: int) -> dict:
+    """Every variant of the group served at once, their requests interleaved round by round (the
+    order rotating), so a change of the machine's load falls on all of them alike."""
+    started = [start_variant(v, seeded[v.project], pg, workdir, redis_url) for v in variants]
+    times: dict[int, dict[str, list[float]]] = {
+        i: {"introspection": [], "token": []} for i in range(len(variants))
+    }
     try:
-        result = {"introspection": timed(introspect, count, 3), "token": timed(token, count, 3)}
+        for _server, send in started:
+            for _ in range(3):  # warm-up: connections, the first hash, the watermarks
+                send["introspection"]()
+                send["token"]()
+        for endpoint in ("introspection", "token"):
+            for round_number in range(n):
+                for offset in range(len(variants)):
+                    index = (round_number + offset) % len(variants)
+                    request = started[index][1][endpoint]
+                    begun = time.perf_counter()
+                    request()
+                    times[index][endpoint].append(time.perf_counter() - begun)
     finally:
-        server.stop()
-    log(
-        f"{variant.label} ({variant.secret}): introspection p50 {result['introspection']['p50']:.1f} ms, "
-        f"token p50 {result['token']['p50']:.1f} ms"
-    )
-    return result
+        for server, _send in started:
+            server.stop()
+    results = {}
+    for index, variant in enumerate(variants):
+        results[variant.label, variant.secret] = {
+            endpoint: {"p50": percentile(v, 0.5) * 1000, "p95": percentile(v, 0.95) * 1000, "n": n}
+            for endpoint, v in times[index].items()
+        }
+        log(
+            f"{variant.label} ({variant.secret}): introspection p50 "
+            f"{results[variant.label, variant.secret]['introspection']['p50']:.1f} ms, token p50 "
+            f"{results[variant.label, variant.secret]['token']['p50']:.1f} ms"
+        )
+    return results
 
 
 def count_queries(project: str, workdir: Path, redis_url: str) -> dict[str, int]:
@@ -338,21 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         seeded = {project: prepare(project, pg, workdir) for project in DATABASES}
         log("seeded both databases")
-        for variant in VARIANTS:
-            results.append(
-                (
-                    variant,
-                    run_variant(
-                        variant,
-                        seeded[variant.project],
-                        pg,
-                        workdir,
-                        redis_server.url,
-                        args.requests,
-                        args.hashed_requests,
-                    ),
-                )
-            )
+        measured = {}
+        fast = [v for v in VARIANTS if not v.hashed_slow]
+        slow = [v for v in VARIANTS if v.hashed_slow]
+        measured.update(run_group(fast, seeded, pg, workdir, redis_server.url, args.requests))
+        measured.update(run_group(slow, seeded, pg, workdir, redis_server.url, args.hashed_requests))
+        results = [(v, measured[v.label, v.secret]) for v in VARIANTS]
         counts = {project: count_queries(project, workdir, redis_server.url) for project in DATABASES}
     finally:
         redis_server.stop()
@@ -377,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"Measured by `python bench/hotpath/run.py {command}`".rstrip() + f" on {setting}.",
                     "",
                     "One gunicorn process per variant (gthread, 4 threads, no access log, the same command "
-                    "line for both projects) on loopback, one client sending requests one after another; "
+                    "line for both projects) on loopback, all running at once; one client sends the "
+                    "requests one after another, one to each variant in turn, so a change of load falls on "
+                    "all alike; "
                     "every client secret is a generated 128-character one. × DOT compares with "
                     "django-oauth-toolkit 3.4.1 with the same kind of secret. The second table counts "
                     "database queries per request (`bench/hotpath/count_queries.py`, the same requests as "
