@@ -481,7 +481,9 @@ class OAuth2Validator(RequestValidator):
 
     def save_bearer_token(self, token: dict, request: Request, *args, **kwargs) -> None:
         access_token_model = get_access_token_model()
-        with transaction.atomic(using=router.db_for_write(access_token_model)):
+        # No savepoint: at the token endpoint this runs inside the request's transaction, which an
+        # error here rolls back whole; two round trips fewer per token issued.
+        with transaction.atomic(using=router.db_for_write(access_token_model), savepoint=False):
             self._save_bearer_token(token, request, *args, **kwargs)
 
     def _save_bearer_token(self, token: dict, request: Request, *args, **kwargs) -> None:
