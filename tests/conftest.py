@@ -3,6 +3,11 @@
 When ``CELERY_BROKER_URL`` is unset, the suite starts its own Redis server (the same embedded server
 the run command uses) for the whole session. Workers are separate processes started with the
 ``celery`` command line against the test database, so what they do is what production does.
+
+The suite runs in several processes (pytest-xdist, ``-n`` in the pytest settings). Each has its own
+test database (pytest-django adds a ``_gw0``, ``_gw1``... suffix) and its own Redis: an embedded
+server each, or, with ``CELERY_BROKER_URL`` given, the next database numbers of that server (``/12``
+gives process ``gw0`` database 12 and ``gw1`` database 13), so no process takes another's messages.
 """
 
 from __future__ import annotations
@@ -22,6 +27,43 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.browser"]  # a real Chromium for the page tests
 
+#: This process's place among pytest-xdist's processes ("gw0", "gw1"...); empty when it runs alone.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def redis_url_for_process(url: str, worker: str) -> str:
+    """``url`` with its Redis database number moved up by the index of the xdist process ``worker``.
+
+    Processes of one run must not share a Redis database: each flushes it between tests, and a
+    worker started by one would take the tasks another dispatched against its own test database.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    if not index:
+        return url
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    if parts.scheme not in ("redis", "rediss") or (path and not path.isdigit()):
+        raise RuntimeError(f"cannot derive a Redis database for test process {worker} from {url}")
+    return urlunsplit(parts._replace(path=f"/{int(path or 0) + index}"))
+
+
+def _check_redis_database(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ResponseError as exc:
+        raise RuntimeError(
+            f"test process {XDIST_WORKER} cannot use Redis database {url} ({exc}): give CELERY_BROKER_URL "
+            "a lower database number, or run fewer processes (-n)"
+        ) from exc
+    finally:
+        client.close()
+
+
 if not os.environ.get("CELERY_BROKER_URL"):
     from config.embedded_redis import start_embedded_redis
 
@@ -32,6 +74,11 @@ if not os.environ.get("CELERY_BROKER_URL"):
     EMBEDDED_REDIS = _redis
 else:
     EMBEDDED_REDIS = None
+    if XDIST_WORKER:
+        for _name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+            if os.environ.get(_name):
+                os.environ[_name] = redis_url_for_process(os.environ[_name], XDIST_WORKER)
+        _check_redis_database(os.environ["CELERY_BROKER_URL"])
 os.environ.setdefault("CELERY_RESULT_BACKEND", os.environ["CELERY_BROKER_URL"])
 
 
@@ -233,19 +280,38 @@ class WorkerProcess:
         self._log.close()
 
 
-@pytest.fixture
-def worker_factory(transactional_db, celery_app, redis_client, tmp_path):
-    """Start real worker processes against the test database; all are stopped at teardown.
-
-    The broker's database is flushed first so no message of an earlier test is delivered.
-    """
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process on the test database and the suite's broker."""
     from django.db import connection
 
-    redis_client.flushdb()
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url_for(connection.settings_dict)
     env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env.setdefault("LOG_LEVEL", "INFO")
+    return env
+
+
+def reset_broker(client) -> None:
+    """Empty the broker's database of every message, result and unacknowledged delivery.
+
+    The exchange bindings a running worker declared stay: the worker shared between tests keeps
+    receiving control commands (ping, inspect) and events as after its start.
+    """
+    keys = [key for key in client.scan_iter(count=1000) if not key.startswith(b"_kombu.binding.")]
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def worker_factory(transactional_db, celery_app, redis_client, tmp_path):
+    """Start real worker processes against the test database; all are stopped at teardown.
+
+    For tests that need a worker of their own: one they kill, start late, or start with other
+    queues or settings. The broker's database is flushed first so no message of an earlier test is
+    delivered.
+    """
+    redis_client.flushdb()
+    env = worker_env()
     workers: list[WorkerProcess] = []
 
     def start(queues: str = "maintenance,celery", concurrency: int = 1, wait: bool = True) -> WorkerProcess:
@@ -261,10 +327,79 @@ def worker_factory(transactional_db, celery_app, redis_client, tmp_path):
     redis_client.flushdb()
 
 
+class SharedWorker:
+    """One worker process of this test process, lent to each test that asks for ``worker``.
+
+    A worker takes a few seconds to start; most worker tests need one running from their first line
+    and nothing else from it. Between two tests it holds nothing: after a test the broker's database
+    is emptied, and a worker still running a task, or holding one for later (a batch's countdown),
+    is stopped, as is one that died; the next test then gets a new one.
+    """
+
+    def __init__(self, celery_app, logdir: Path) -> None:
+        self.app = celery_app
+        self.logdir = logdir
+        self.process: WorkerProcess | None = None
+
+    def acquire(self) -> WorkerProcess:
+        if self.process is not None and self.process.process.poll() is not None:
+            self.stop()
+        if self.process is None:
+            self.process = WorkerProcess(worker_env(), self.logdir, "maintenance,celery", 1)
+            self.process.wait_ready(self.app)
+        return self.process
+
+    def holds_nothing(self) -> bool:
+        """True when the worker answers and runs, reserves and schedules no task."""
+        worker = self.process
+        if worker is None or worker.process.poll() is not None:
+            return False
+        inspect = self.app.control.inspect(destination=[worker.hostname], timeout=2)
+        for held in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+            if not held or held.get(worker.hostname):
+                return False
+        return True
+
+    def release(self, redis_client) -> None:
+        if not self.holds_nothing():
+            self.stop()
+        reset_broker(redis_client)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def shared_worker(celery_app, tmp_path_factory):
+    """The worker process the tests asking for ``worker`` take turns with (see :class:`SharedWorker`)."""
+    shared = SharedWorker(celery_app, tmp_path_factory.mktemp("shared-worker"))
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture
-def worker(worker_factory) -> WorkerProcess:
-    """One running worker on the maintenance and default queues."""
-    return worker_factory()
+def worker(shared_worker, transactional_db, redis_client) -> WorkerProcess:
+    """One running worker on the maintenance and default queues, against an empty broker.
+
+    Shared with other tests (it starts once, not per test); a test that kills its worker, or needs
+    one started later or with other settings, uses ``worker_factory``.
+    """
+    reset_broker(redis_client)
+    yield shared_worker.acquire()
+    shared_worker.release(redis_client)
+
+
+#: Fixtures that start a Celery worker process; a test using one is marked ``worker``.
+WORKER_FIXTURES = {"worker", "worker_factory", "shared_worker", "start_worker", "json_worker_factory"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``worker`` every test that starts a Celery worker, so ``-m "not worker"`` runs without one."""
+    for item in items:
+        if WORKER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.worker)
 
 
 # --------------------------------------------------------------------------------------------
