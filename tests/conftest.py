@@ -333,8 +333,13 @@ class SharedWorker:
     A worker takes a few seconds to start; most worker tests need one running from their first line
     and nothing else from it. Between two tests it holds nothing: after a test the broker's database
     is emptied, and a worker still running a task, or holding one for later (a batch's countdown),
-    is stopped, as is one that died; the next test then gets a new one.
+    is stopped, as is one that died; the next test then gets a new one. It runs only from one
+    worker test to the next: a test that does not ask for it finds no worker taking its messages
+    or re-enqueueing its stalled runs (``_no_shared_worker_unless_asked``).
     """
+
+    #: The instance of this test process, once a test asked for it.
+    current: SharedWorker | None = None
 
     def __init__(self, celery_app, logdir: Path) -> None:
         self.app = celery_app
@@ -374,9 +379,17 @@ class SharedWorker:
 @pytest.fixture(scope="session")
 def shared_worker(celery_app, tmp_path_factory):
     """The worker process the tests asking for ``worker`` take turns with (see :class:`SharedWorker`)."""
-    shared = SharedWorker(celery_app, tmp_path_factory.mktemp("shared-worker"))
+    shared = SharedWorker.current = SharedWorker(celery_app, tmp_path_factory.mktemp("shared-worker"))
     yield shared
     shared.stop()
+    SharedWorker.current = None
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_worker_unless_asked(request):
+    """Stop the shared worker before a test that does not ask for it (autouse: before its fixtures)."""
+    if SharedWorker.current is not None and "worker" not in request.fixturenames:
+        SharedWorker.current.stop()
 
 
 @pytest.fixture
