@@ -377,8 +377,11 @@ class SharedWorker:
 
 
 @pytest.fixture(scope="session")
-def shared_worker(celery_app, tmp_path_factory):
-    """The worker process the tests asking for ``worker`` take turns with (see :class:`SharedWorker`)."""
+def shared_worker(django_db_setup, celery_app, tmp_path_factory):
+    """The worker process the tests asking for ``worker`` take turns with (see :class:`SharedWorker`).
+
+    After the test database's setup, so it is stopped before that database is dropped.
+    """
     shared = SharedWorker.current = SharedWorker(celery_app, tmp_path_factory.mktemp("shared-worker"))
     yield shared
     shared.stop()
