@@ -28,11 +28,12 @@ REQUESTS = ("introspect_basic", "introspect_bearer", "protected_resource", "user
 
 
 def shared_cache_settings(broker_url: str, prefix: str) -> dict:
-    """A Redis cache as ``CACHE_URL`` configures it, on the test Redis (database 2)."""
+    """A Redis cache as ``CACHE_URL`` configures it, on the test process's Redis database (its
+    broker's: test processes running side by side each have their own, and flush it)."""
     return {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": broker_url.rsplit("/", 1)[0] + "/2",
+            "LOCATION": broker_url,
             "KEY_PREFIX": prefix,
         }
     }
