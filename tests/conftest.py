@@ -56,9 +56,10 @@ def _check_redis_database(url: str) -> None:
     try:
         client.ping()
     except redis.ResponseError as exc:
+        database = client.connection_pool.connection_kwargs.get("db", 0)
         raise RuntimeError(
-            f"test process {XDIST_WORKER} cannot use Redis database {url} ({exc}): give CELERY_BROKER_URL "
-            "a lower database number, or run fewer processes (-n)"
+            f"test process {XDIST_WORKER} cannot use Redis database {database} ({exc}): give "
+            "CELERY_BROKER_URL a lower database number, or run fewer processes (-n)"
         ) from exc
     finally:
         client.close()
