@@ -38,6 +38,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -444,17 +445,28 @@ def json_cursor(value: Any) -> Any:
     return str(value)
 
 
-def _count_and_last_key(model, window, using: str) -> tuple[int, Any]:
-    """Count and largest key of the keyset window, in one query returning one row."""
+def _window_bounds(model, window, using: str) -> tuple[int, Any, Any]:
+    """Count, smallest and largest key of the keyset window, in one query returning one row."""
     connection = connections[using]
     sql, params = window.query.get_compiler(using).as_sql()
     key = connection.ops.quote_name("cleanup_key")
     with connection.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*), MAX(w.{key}) FROM ({sql}) w", params)
-        count, last = cur.fetchone()
-    if last is not None:
-        last = model._meta.pk.to_python(last)
-    return int(count), last
+        cur.execute(f"SELECT COUNT(*), MIN(w.{key}), MAX(w.{key}) FROM ({sql}) w", params)
+        count, first, last = cur.fetchone()
+    to_python = model._meta.pk.to_python
+    return int(count), None if first is None else to_python(first), None if last is None else to_python(last)
+
+
+def _count_and_last_key(model, window, using: str) -> tuple[int, Any]:
+    """Count and largest key of the keyset window, in one query returning one row."""
+    count, _, last = _window_bounds(model, window, using)
+    return count, last
+
+
+def _window_query(queryset: models.QuerySet, cursor: Any, batch_size: int):
+    if cursor is not None:
+        queryset = queryset.filter(pk__gt=cursor)
+    return queryset.order_by("pk").annotate(cleanup_key=F("pk")).values_list("cleanup_key")[:batch_size]
 
 
 def queryset_window(queryset: models.QuerySet, *, cursor: Any, batch_size: int, using: str | None = None):
@@ -465,10 +477,7 @@ def queryset_window(queryset: models.QuerySet, *, cursor: Any, batch_size: int, 
     """
     model = queryset.model
     using = using or queryset._db or router.db_for_write(model)
-    if cursor is not None:
-        queryset = queryset.filter(pk__gt=cursor)
-    window = queryset.order_by("pk").annotate(cleanup_key=F("pk")).values_list("cleanup_key")[:batch_size]
-    return _count_and_last_key(model, window, using)
+    return _count_and_last_key(model, _window_query(queryset, cursor, batch_size), using)
 
 
 def keyset_window(model, predicate: Q, *, cursor: Any, batch_size: int, using: str | None = None):
@@ -499,7 +508,8 @@ def keyset_batch(
     """
     using = router.db_for_write(model)
     with transaction.atomic(using=using):
-        count, last = keyset_window(model, predicate, cursor=cursor, batch_size=batch_size, using=using)
+        window = _window_query(model._base_manager.filter(predicate), cursor, batch_size)
+        count, first, last = _window_bounds(model, window, using)
         if count == 0:
             return BatchResult(phase=phase, deleted=0, cursor=json_cursor(cursor), done=True, dry_run=dry_run)
         done = count < batch_size
@@ -508,9 +518,42 @@ def keyset_batch(
         rows = model._base_manager.filter(predicate, pk__lte=last)
         if cursor is not None:
             rows = rows.filter(pk__gt=cursor)
-        outcome = change(rows, using, (cursor, last)) if pass_window else change(rows, using)
+        else:
+            # The first batch of a phase has no cursor: bounding it below by the window's first
+            # key spares every statement of the batch a walk over the keys below the first
+            # match (at 3M access tokens, the 1.5M live refresh tokens below the revoked ones).
+            rows = rows.filter(pk__gte=first)
+        with _key_range_plans(using):
+            outcome = change(rows, using, (cursor, last)) if pass_window else change(rows, using)
     fields = outcome if isinstance(outcome, dict) else {"deleted": outcome}
     return BatchResult(phase=phase, cursor=json_cursor(last), done=done, **fields)
+
+
+@contextmanager
+def _key_range_plans(using: str):
+    """On PostgreSQL, plan the statements of a batch without bitmap scans.
+
+    Every statement of a batch is bounded by the window's key range (at most ``batch_size``
+    keys), which an index scan of the primary key walks directly. With bitmap scans allowed,
+    PostgreSQL ANDs that range with a bitmap of the rule's own index (``revoked <= now``: every
+    revoked refresh token in the table, 750k entries at 3M access tokens) in each statement, so
+    each batch cost grew with the table. The setting is restored when the batch's statements are
+    done, so the rest of an enclosing transaction plans as before.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('enable_bitmapscan')")
+        (previous,) = cur.fetchone()
+        cur.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
+    try:
+        yield
+    finally:
+        if not connection.needs_rollback:
+            with connection.cursor() as cur:
+                cur.execute("SELECT set_config('enable_bitmapscan', %s, true)", [previous])
 
 
 def _fast_delete_blockers(model) -> tuple[list, list]:

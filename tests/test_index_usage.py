@@ -272,3 +272,17 @@ def test_no_index_is_cut_to_a_prefix_or_longer_than_innodb_allows(populated):
         if column == "token_checksum" and table == get_access_token_model()._meta.db_table
     }
     assert checksum, "the access token checksum is indexed"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner setting is PostgreSQL's")
+def test_a_batch_inside_a_transaction_leaves_its_planner_settings_as_it_found_them(populated):
+    """A batch plans its statements without bitmap scans (``cleanup._key_range_plans``) and
+    restores the setting, so the rest of an enclosing transaction plans as before."""
+    from django.db import transaction
+
+    plan = cleanup.CleanupPlan.from_settings()
+    with transaction.atomic(), connection.cursor() as cur:
+        result = cleanup.run_phase_batch(cleanup.REVOKED_REFRESH_TOKENS, now=plan, batch_size=100)
+        cur.execute("SHOW enable_bitmapscan")
+        assert cur.fetchone()[0] == "on"
+    assert result.deleted > 0

@@ -236,6 +236,14 @@ class Result:
         return sum(self.deleted.values())
 
 
+#: First part of every database name this script creates and drops (``--db-prefix``).
+DB_PREFIX = "bench"
+
+
+def db_name(part: str) -> str:
+    return f"{DB_PREFIX}_{part}"
+
+
 def log(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
@@ -310,21 +318,21 @@ def dot_env(pg: Pg, dbname: str, workdir: Path, batch_size: int) -> dict[str, st
 
 
 def migrate_schemas(pg: Pg, dot_python: Path | None, workdir: Path, batch_size: int) -> None:
-    log("migrating this project's schema into bench_schema_ours")
-    pg.recreate("bench_schema_ours")
+    log(f"migrating this project's schema into {db_name('schema_ours')}")
+    pg.recreate(db_name("schema_ours"))
     subprocess.run(
         [PROJECT_PYTHON, "manage.py", "migrate", "-v", "0"],
         cwd=ROOT,
-        env=project_env(pg, "bench_schema_ours"),
+        env=project_env(pg, db_name("schema_ours")),
         check=True,
     )
     if dot_python:
-        log("migrating django-oauth-toolkit's schema into bench_schema_dot")
-        pg.recreate("bench_schema_dot")
+        log(f"migrating django-oauth-toolkit's schema into {db_name('schema_dot')}")
+        pg.recreate(db_name("schema_dot"))
         subprocess.run(
             [str(dot_python), "-m", "django", "migrate", "-v", "0"],
             cwd=workdir,
-            env=dot_env(pg, "bench_schema_dot", workdir, batch_size),
+            env=dot_env(pg, db_name("schema_dot"), workdir, batch_size),
             check=True,
         )
 
@@ -359,8 +367,8 @@ def child_json(argv: list[str], env: dict, cwd: Path, logfile: Path) -> dict:
 
 def variant_ours_inprocess(pg: Pg, before: dict, batch_size: int, logfile: Path) -> tuple[Result, Result]:
     """(a), then the same again on the cleaned database (nothing to delete)."""
-    db = "bench_ours"
-    pg.recreate(db, "bench_template_ours")
+    db = db_name("ours")
+    pg.recreate(db, db_name("template_ours"))
     argv = [PROJECT_PYTHON, str(HERE / "ours.py"), "inprocess", str(batch_size)]
     data = child_json(argv, project_env(pg, db), ROOT, logfile)
     after = table_counts(pg, db, shape.OURS)
@@ -418,8 +426,8 @@ def variant_ours_worker(pg: Pg, before: dict, batch_size: int, broker_url: str, 
     """(b): a real worker process, one pool process, the run dispatched and polled from another."""
     import redis
 
-    db = "bench_worker"
-    pg.recreate(db, "bench_template_ours")
+    db = db_name("worker")
+    pg.recreate(db, db_name("template_ours"))
     redis.Redis.from_url(broker_url).flushall()
     env = project_env(
         pg, db, CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, LOG_LEVEL="INFO"
@@ -486,8 +494,8 @@ def variant_ours_worker(pg: Pg, before: dict, batch_size: int, broker_url: str, 
 def variant_dot(
     pg: Pg, before: dict, batch_size: int, dot_python: Path, workdir: Path, logfile: Path
 ) -> Result:
-    db = "bench_dot"
-    pg.recreate(db, "bench_template_dot")
+    db = db_name("dot")
+    pg.recreate(db, db_name("template_dot"))
     data = child_json(
         [str(dot_python), str(workdir / "bench_dot_runner.py")],
         dot_env(pg, db, workdir, batch_size),
@@ -509,8 +517,8 @@ def variant_dot(
 
 
 def variant_floor(pg: Pg, before: dict) -> Result:
-    db = "bench_floor"
-    pg.recreate(db, "bench_template_ours")
+    db = db_name("floor")
+    pg.recreate(db, db_name("template_ours"))
     now = pg.moment(datetime.now(UTC))
     per_rule: dict[str, float] = {}
     started = time.perf_counter()
@@ -589,20 +597,22 @@ def run_size(pg: Pg, n: int, args, dot_python: Path | None, broker_url: str | No
     seed_time = datetime.now(UTC)
     log(f"size {human(n)}: seeding templates")
     links = not args.without_source_links
-    seeded = seed_template(pg, shape.OURS, "bench_template_ours", "bench_schema_ours", n, seed_time, links)
+    seeded = seed_template(
+        pg, shape.OURS, db_name("template_ours"), db_name("schema_ours"), n, seed_time, links
+    )
     if dot_python:
         seeded_dot = seed_template(
-            pg, shape.DOT, "bench_template_dot", "bench_schema_dot", n, seed_time, links
+            pg, shape.DOT, db_name("template_dot"), db_name("schema_dot"), n, seed_time, links
         )
         if seeded_dot != seeded:
             raise RuntimeError(f"the two schemas were seeded differently: {seeded} vs {seeded_dot}")
     now = datetime.now(UTC)
-    with pg.connect("bench_template_ours") as conn:
+    with pg.connect(db_name("template_ours")) as conn:
         expected = pg.shape.count_rules(conn, shape.OURS, now)
         before = pg.shape.count_tables(conn, shape.OURS)
     checks = []
     if dot_python:
-        with pg.connect("bench_template_dot") as conn:
+        with pg.connect(db_name("template_dot")) as conn:
             expected_dot = pg.shape.count_rules(conn, shape.DOT, now)
             before_dot = pg.shape.count_tables(conn, shape.DOT)
         if expected_dot != expected or before_dot != before:
@@ -648,7 +658,7 @@ def run_size(pg: Pg, n: int, args, dot_python: Path | None, broker_url: str | No
         checks.append("every variant deleted exactly the rows the rules select")
     if noop:
         results.append(noop)
-    for template in ("bench_template_ours", "bench_template_dot"):
+    for template in (db_name("template_ours"), db_name("template_dot")):
         pg.drop(template)
     return format_table(n, expected, results, checks)
 
@@ -682,9 +692,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mysql-host", default=os.environ.get("BENCH_MYSQLHOST", "127.0.0.1"))
     parser.add_argument("--mysql-port", type=int, default=int(os.environ.get("BENCH_MYSQLPORT", "3306")))
     parser.add_argument("--mysql-user", default=os.environ.get("BENCH_MYSQLUSER", "root"))
+    parser.add_argument("--db-prefix", default="bench",
+                        help="first part of the names of its databases (default bench)")  # fmt: skip
     parser.add_argument("--results", type=Path, default=None,
                         help="the file --write-results writes")  # fmt: skip
     args = parser.parse_args(argv)
+    global DB_PREFIX
+    DB_PREFIX = args.db_prefix
     sizes = args.sizes or ([10_000] if args.quick else [100_000, 1_000_000])
     if args.database == "mariadb":
         pg = MariaDb(args.mysql_host, args.mysql_port, args.mysql_user)
@@ -717,12 +731,12 @@ def main(argv: list[str] | None = None) -> int:
         if redis_server:
             redis_server.stop()
         for name in (
-            "bench_ours",
-            "bench_worker",
-            "bench_dot",
-            "bench_floor",
-            "bench_template_ours",
-            "bench_template_dot",
+            db_name("ours"),
+            db_name("worker"),
+            db_name("dot"),
+            db_name("floor"),
+            db_name("template_ours"),
+            db_name("template_dot"),
         ):
             pg.drop(name)
     if args.write_results:
