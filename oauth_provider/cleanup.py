@@ -617,11 +617,14 @@ def run_phase_batch(
     batch_size: int,
     cursor: Any = None,
     dry_run: bool = False,
+    upper: Any = None,
 ) -> BatchResult:
     """Delete (or, on a dry run, count) the next ``batch_size`` rows of ``phase`` above ``cursor``.
 
     ``now`` is the run's frozen time (or a ready :class:`CleanupPlan`). The batch commits on its
     own, or joins the caller's transaction, so that a caller can record progress atomically with it.
+    ``upper`` (a key) keeps the batch to keys up to it: the phase is then done when nothing is left
+    in ``(cursor, upper]``, which is how several chains share one phase in disjoint key ranges.
     """
     plan = now if isinstance(now, CleanupPlan) else CleanupPlan.from_settings(now)
     batch_size = validate_batch_size(batch_size)
@@ -633,6 +636,8 @@ def run_phase_batch(
         return BatchResult(phase=phase, deleted=0, cursor=None, done=True)
 
     predicate = phase_predicate(phase, plan, dry_run=dry_run, cursor=cursor)
+    if upper is not None:
+        predicate &= Q(pk__lte=upper)
     return delete_keyset_batch(
         model,
         predicate,
@@ -819,8 +824,17 @@ def delete_keyset_batch(
 
 
 def _phase_function(phase: str) -> Callable[..., BatchResult]:
-    def batch(*, now: datetime | CleanupPlan, batch_size: int, cursor: Any = None, dry_run: bool = False):
-        return run_phase_batch(phase, now=now, batch_size=batch_size, cursor=cursor, dry_run=dry_run)
+    def batch(
+        *,
+        now: datetime | CleanupPlan,
+        batch_size: int,
+        cursor: Any = None,
+        dry_run: bool = False,
+        upper: Any = None,
+    ):
+        return run_phase_batch(
+            phase, now=now, batch_size=batch_size, cursor=cursor, dry_run=dry_run, upper=upper
+        )
 
     batch.__name__ = f"delete_{phase}"
     batch.__doc__ = f"One batch of the {PHASE_LABELS[phase].lower()} phase (see run_phase_batch)."

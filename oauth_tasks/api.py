@@ -45,7 +45,7 @@ PERMISSIONS = {
     "change": "oauth_tasks.change_maintenancerun",
 }
 #: Fields a start request may carry.
-START_FIELDS = ("kind", "params", "dry_run", "batch_size", "interval", "pacing")
+START_FIELDS = ("kind", "params", "dry_run", "batch_size", "interval", "pacing", "lanes")
 MAX_BODY_BYTES = 64 * 1024
 #: Objects and lists nested deeper than this in a start request's body are refused.
 MAX_BODY_DEPTH = 20
@@ -231,6 +231,7 @@ def serialize_run(request: HttpRequest, run: MaintenanceRun) -> dict[str, Any]:
         "interval": run.interval,
         # The pacer's state: enabled, the next batch's size, the pause before it, why it slowed.
         "pacing": run.pacing_state(),
+        "lanes": run.lanes,
         "trigger": run.trigger,
         "triggered_by": run.triggered_by,
         "created_at": _iso(run.created_at),
@@ -357,6 +358,7 @@ def _start(request: HttpRequest, caller: Caller) -> JsonResponse:
             batch_size=body.get("batch_size"),
             interval=body.get("interval"),
             pacing=body.get("pacing"),
+            lanes=body.get("lanes"),
             triggered_by=caller.label[:255],
             user=caller.user,
         )

@@ -78,6 +78,9 @@ DEFAULTS: dict[str, Any] = {
     # (PostgreSQL standbys, MySQL/MariaDB replicas). The primary's own view of its PostgreSQL
     # standbys (pg_stat_replication) is read without being listed.
     "REPLICA_DATABASES": [],
+    # Lanes: how many chains (disjoint key ranges, one worker each) a run of a job that supports
+    # them splits each phase into, unless the run says otherwise; 1 is one chain per run.
+    "LANES": 1,
 }
 
 _NON_NEGATIVE_NUMBERS = {
@@ -139,6 +142,13 @@ class MaintenanceSettings:
                 )
         if name in _PACING_KEYS:
             self._check_pacing(name, value)
+        if name == "LANES":
+            from .lanes import MAX_LANES
+
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LANES:
+                raise ImproperlyConfigured(
+                    f"OAUTH_MAINTENANCE['LANES'] must be a whole number from 1 to {MAX_LANES}, got {value!r}"
+                )
         if name == "REPLICA_DATABASES":
             self._check_replicas(value)
         return value

@@ -37,6 +37,7 @@ from django.utils import timezone
 from oauth_provider.cleanup import validate_batch_size, validate_interval
 from oauth_provider.maintenance import DispatchUnavailable
 
+from . import lanes as lane_rules
 from . import pacing as pacing_rules
 from .jobs import get_job
 from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
@@ -143,6 +144,7 @@ def dispatch(
     enqueue: bool = True,
     user=None,
     pacing: bool | dict[str, Any] | None = None,
+    lanes: int | None = None,
 ) -> tuple[MaintenanceRun, bool]:
     """Create a run of job ``kind`` and enqueue its first batch; ``(run, True)``.
 
@@ -152,6 +154,8 @@ def dispatch(
     written. ``pacing`` (true, false, or an object of :mod:`oauth_tasks.pacing` settings) overrides
     ``OAUTH_MAINTENANCE``'s pacing settings for this run; with pacing on, ``batch_size`` is the first
     batch's size and ``interval`` the shortest pause.
+    ``lanes`` (default ``OAUTH_MAINTENANCE["LANES"]``) splits each phase into that many chains over
+    disjoint key ranges (:mod:`oauth_tasks.lanes`), for jobs that support it; 1 is one chain.
     With ``enqueue=False`` no message is sent: the caller runs the batches itself
     (``run_batch(..., chain=False)``), and the watchdog hands the run to a worker if it stops.
     With ``user`` (a person starting the run from a view), the permissions the job asks for these
@@ -172,6 +176,7 @@ def dispatch(
         raise ValidationError({"batch_size": message})
     interval = _validated(interval, validate_interval, "interval", job.default_interval)
     pace = pacing_rules.resolve(pacing)
+    lane_count = lane_rules.validate_lanes(lanes, job, cleaned)
     _validate_trigger(trigger, triggered_by)
     if not isinstance(dry_run, bool):
         raise ValidationError({"dry_run": "dry_run must be true or false"})
@@ -206,6 +211,7 @@ def dispatch(
                 next_batch_at=now,
                 celery_task_id=task_id,
                 pacing=pacing_rules.initial_state(pace, batch_size, job.max_batch_size),
+                lanes=lane_count,
             )
             job.on_dispatch(run)
             if enqueue:
@@ -357,9 +363,13 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
         counts = dict(run.counts or {})
         processed = 0
         finished = not phases
+        laned = False
         detail: dict[str, Any] = {}
         while not finished:
             phase = run.phase
+            if run.lanes > 1 and lane_rules.start_phase(run, job, phase):
+                laned = True  # the phase's lanes own it now; the last to finish moves the run on
+                break
             outcome = job.run_batch(run, phase, run.cursor)
             processed += outcome.processed
             counts[phase] = counts.get(phase, 0) + outcome.processed
@@ -401,6 +411,8 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
             run.status = RunStatus.SUCCEEDED
             run.finished_at = run.heartbeat_at
             run.next_batch_at = None
+        elif laned:
+            run.next_batch_at = None  # the lanes' own rows say when their batches are due
         else:
             run.next_batch_at = run.heartbeat_at + timedelta(seconds=pause)
             run.celery_task_id = str(uuid.uuid4())
@@ -598,8 +610,15 @@ def resume(run: MaintenanceRun | int) -> MaintenanceRun:
                 locked.finished_at = None
                 locked.cancel_requested = False
                 locked.last_error = ""
-            _requeue(locked, due_now=True)
+            laned = locked.lanes > 1 and lane_rules.phase_has_lanes(locked, locked.phase)
+            if laned:
+                locked.next_batch_at = None
+                locked.heartbeat_at = timezone.now()
+            else:
+                _requeue(locked, due_now=True)
             locked.save()
+        if laned:
+            lane_rules.resume_lanes(locked)
     except IntegrityError:
         other = active_run(locked.kind, locked.params_key)
         if other is None:
@@ -687,6 +706,9 @@ def requeue_stalled_runs(older_than: float | None = None, *, limit: int = 100) -
             _requeue(run, due_now=False)
             run.save(update_fields=["heartbeat_at", "next_batch_at", "requeue_count", "celery_task_id"])
             requeued.append(run.pk)
+    for run_id in lane_rules.requeue_stalled_lanes(margin, limit=limit):
+        if run_id not in requeued:
+            requeued.append(run_id)
     if requeued:
         logger.warning(
             "maintenance watchdog re-enqueued stalled runs %s",

@@ -108,6 +108,10 @@ class MaintenanceRun(models.Model):
         help_text="Pacing settings frozen at dispatch and the pacer's state: the next batch's size, "
         "the pause before it and why the run slowed (oauth_tasks.pacing).",
     )
+    lanes = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Chains a phase is split into (disjoint key ranges, one worker each); 1: one chain.",
+    )
 
     objects = MaintenanceRunQuerySet.as_manager()
 
@@ -231,6 +235,46 @@ class MaintenanceRun(models.Model):
         if last.get("reason"):
             return f"{line} (last slowed at batch {last.get('batch_number')}: {last['reason']})"
         return line
+
+
+class LaneStatus(models.TextChoices):
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    STOPPED = "stopped", "stopped"
+
+
+class MaintenanceLane(models.Model):
+    """One chain of a laned run: the phase's keys in ``(lo, hi]``, walked by its own cursor.
+
+    A run with ``lanes`` above 1 splits each phase into lanes; every lane is fenced by its own
+    batch number exactly as a run is by its own, and its rows are added to the run's counts in the
+    transaction of the batch that processed them. The run moves to the next phase when the last
+    lane of the phase is done.
+    """
+
+    run = models.ForeignKey(MaintenanceRun, on_delete=models.CASCADE, related_name="lane_set")
+    phase = models.CharField(max_length=64)
+    index = models.PositiveIntegerField(help_text="Order of creation within the phase (splits count up).")
+    lo = models.BigIntegerField(null=True, blank=True, help_text="Keys above this (NULL: from the start).")
+    hi = models.BigIntegerField(null=True, blank=True, help_text="Keys up to this (NULL: to the end).")
+    cursor = models.JSONField(null=True, blank=True, help_text="Largest key done in the lane.")
+    batch_number = models.PositiveIntegerField(default=0)
+    batch_size = models.PositiveIntegerField(help_text="The lane's next batch size (paced runs adapt it).")
+    status = models.CharField(max_length=16, choices=LaneStatus.choices, default=LaneStatus.RUNNING)
+    processed = models.PositiveBigIntegerField(default=0)
+    split_from = models.PositiveIntegerField(null=True, blank=True, help_text="Index of the lane split.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    next_batch_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "phase", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "phase", "index"], name="oauth_tasks_one_lane_per_index"),
+        ]
+        indexes = [models.Index(fields=["status", "next_batch_at"], name="oauth_tasks_lane_due")]
+
+    def __str__(self) -> str:
+        return f"lane {self.index} of run #{self.run_id} ({self.phase}, {self.status})"
 
 
 class InstalledScheduleEntry(models.Model):

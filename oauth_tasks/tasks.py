@@ -145,6 +145,58 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
 
 
 @shared_task(
+    bind=True,
+    name="oauth_tasks.run_lane_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=BATCH_SOFT_TIME_LIMIT,
+    time_limit=BATCH_TIME_LIMIT,
+    max_retries=BATCH_MAX_RETRIES,
+    ignore_result=False,
+)
+def run_lane_batch(self, lane_id: int, batch_number: int) -> dict[str, Any]:
+    """Run batch ``batch_number`` of one lane of a run split into lanes (a stale number does nothing)."""
+    from . import lanes
+
+    try:
+        report = lanes.run_lane_batch(lane_id, batch_number)
+    except (DatabaseError, InterfaceError, SoftTimeLimitExceeded) as exc:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        if self.request.retries < self.max_retries:
+            logger.warning(
+                "maintenance lane batch retry lane=%s batch=%s error=%s",
+                lane_id,
+                batch_number,
+                type(exc).__name__,
+                extra={"lane_id": lane_id, "event": "batch_retry"},
+            )
+            raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+        lanes.mark_lane_failed(lane_id, batch_number, exc)
+        logger.exception("maintenance lane batch failed lane=%s batch=%s", lane_id, batch_number)
+        raise
+    except Exception as exc:
+        lanes.mark_lane_failed(lane_id, batch_number, exc)
+        logger.exception("maintenance lane batch failed lane=%s batch=%s", lane_id, batch_number)
+        raise
+    logger.info(
+        "maintenance lane batch run=%s phase=%s lane=%s batch=%s outcome=%s processed=%s",
+        report.get("run_id"),
+        report.get("phase"),
+        report.get("lane"),
+        report.get("batch_number"),
+        report["outcome"],
+        report.get("processed", 0),
+        extra={"run_id": report.get("run_id"), "event": "lane_batch", "outcome": report["outcome"]},
+    )
+    if report["outcome"] in ("ran", "done", "finished"):
+        self.update_state(state="PROGRESS", meta=report)
+        self.send_event("task-progress", retry=False, **report)
+    return report
+
+
+@shared_task(
     name="oauth_tasks.watchdog",
     acks_late=True,
     soft_time_limit=50,
@@ -174,11 +226,13 @@ def start_job(
     interval: float | None = None,
     trigger: str = "beat",
     pacing: bool | dict[str, Any] | None = None,
+    lanes: int | None = None,
 ) -> dict[str, Any]:
     """Dispatch a run of ``kind`` (what a beat entry calls); an active run of the same job is kept.
 
     ``pacing`` (true, false or an object of pacing settings) overrides ``OAUTH_MAINTENANCE``'s
     pacing settings for this run, e.g. a beat entry's kwargs ``{"pacing": {"max_replica_lag": 2}}``.
+    ``lanes`` splits each phase into that many chains (``{"lanes": 4}``), for jobs that support it.
     """
     run, created = engine.dispatch(
         kind,
@@ -188,6 +242,7 @@ def start_job(
         batch_size=batch_size,
         interval=interval,
         pacing=pacing,
+        lanes=lanes,
     )
     return {"run_id": run.pk, "created": created, "status": run.status}
 
@@ -208,6 +263,7 @@ def start_cleanup(
     only: str | list[str] | None = None,
     keep_if_younger: int | str | None = None,
     pacing: bool | dict[str, Any] | None = None,
+    lanes: int | None = None,
 ) -> dict[str, Any]:
     """Dispatch a token cleanup run (the default daily beat entry).
 
@@ -224,4 +280,5 @@ def start_cleanup(
         interval=interval,
         trigger=trigger,
         pacing=pacing,
+        lanes=lanes,
     )

@@ -182,6 +182,22 @@ class Job:
         """
         raise NotImplementedError
 
+    def lane_key_range(self, run: MaintenanceRun, phase: str) -> tuple[int, int] | None:
+        """The smallest and largest integer key ``phase`` walks, for splitting it into lanes.
+
+        None (the default) when the phase cannot be split: it then runs as one chain. A job whose
+        phases return a range must implement :meth:`run_lane_batch`.
+        """
+        return None
+
+    def lanes_refused(self, params: dict[str, Any]) -> str:
+        """Why a run with these parameters cannot be split into lanes ('' when it can)."""
+        return f"{self.name} runs do not support lanes"
+
+    def run_lane_batch(self, run: MaintenanceRun, phase: str, cursor: Any, upper: int | None) -> BatchOutcome:
+        """One batch of ``phase`` over keys in ``(cursor, upper]`` (``upper`` None: no bound)."""
+        raise NotImplementedError
+
     def describe(self) -> dict[str, Any]:
         """The job as the HTTP API lists it."""
         return {

@@ -16,6 +16,9 @@ from ..counting import bounded_count
 from .base import BatchOutcome, Job
 from .registry import register_job
 
+#: Key types a phase can be split into lanes by (ranges of integers).
+INTEGER_KEYS = ("AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField")
+
 
 @register_job
 class CleanupJob(Job):
@@ -106,7 +109,28 @@ class CleanupJob(Job):
             defaults={"recorded_at": run.cutoff, "tables": token_counts(cached=False)},
         )
 
-    def run_batch(self, run, phase: str, cursor: Any) -> BatchOutcome:
+    def lanes_refused(self, params: dict[str, Any]) -> str:
+        if params.get("limit") is not None:
+            return "lanes cannot be combined with limit (a limit is counted along one chain)"
+        return ""
+
+    def lane_key_range(self, run, phase: str) -> tuple[int, int] | None:
+        """The phase's table's smallest and largest primary key (two index lookups); None when
+        the table is empty or its key is not an integer."""
+        from django.db.models import Max, Min
+
+        model = cleanup.phase_model(phase)
+        if model._meta.pk.get_internal_type() not in INTEGER_KEYS:
+            return None
+        bounds = model._base_manager.aggregate(lo=Min("pk"), hi=Max("pk"))
+        if bounds["lo"] is None:
+            return None
+        return int(bounds["lo"]), int(bounds["hi"])
+
+    def run_lane_batch(self, run, phase: str, cursor: Any, upper: int | None) -> BatchOutcome:
+        return self.run_batch(run, phase, cursor, upper=upper)
+
+    def run_batch(self, run, phase: str, cursor: Any, upper: int | None = None) -> BatchOutcome:
         batch_size = run.batch_size
         limit = run.params.get("limit")
         if limit is not None:
@@ -115,7 +139,11 @@ class CleanupJob(Job):
                 return BatchOutcome(processed=0, cursor=cursor, phase_done=True)
             batch_size = min(batch_size, left)
         result = cleanup.BATCH_FUNCTIONS[phase](
-            now=self.plan(run.params, run.cutoff), batch_size=batch_size, cursor=cursor, dry_run=run.dry_run
+            now=self.plan(run.params, run.cutoff),
+            batch_size=batch_size,
+            cursor=cursor,
+            dry_run=run.dry_run,
+            upper=upper,
         )
         detail: dict[str, Any] = {}
         if result.unlinked:

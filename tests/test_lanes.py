@@ -1,0 +1,224 @@
+"""Lanes: one run split into disjoint key ranges, each its own fenced chain, on real workers.
+
+Each test checks the result against rows whose fate is computed independently
+(``CleanupDataset.expected``) and checks that the lanes of every phase tile its keys exactly: no key
+in two lanes, none in no lane. Waits are bounded polls on the database, never timing assertions.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+from oauth_provider.cleanup import GRANTS
+from oauth_provider.models import get_grant_model
+from oauth_tasks import engine
+from oauth_tasks.conf import maintenance_settings
+from oauth_tasks.models import LaneStatus, MaintenanceLane, MaintenanceRun, RunStatus
+from tests.conftest import make_expired_grants, run_status, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def wait_finished(run_id: int, timeout: float = 90) -> MaintenanceRun:
+    def done():
+        run = run_status(run_id)
+        return run if run.status not in (RunStatus.PENDING, RunStatus.RUNNING) else None
+
+    return wait_until(done, timeout=timeout, message=f"run {run_id} to finish")
+
+
+def assert_lanes_tile_their_phases(run: MaintenanceRun) -> None:
+    """Per phase, the lanes' ranges ``(lo, hi]`` follow each other with no gap and no overlap."""
+    phases = set(MaintenanceLane.objects.filter(run=run).values_list("phase", flat=True))
+    for phase in phases:
+        lanes = list(MaintenanceLane.objects.filter(run=run, phase=phase))
+        ordered = sorted(lanes, key=lambda lane: -1 if lane.lo is None else lane.lo)
+        assert ordered[0].lo is None, phase
+        assert ordered[-1].hi is None, phase
+        for below, above in zip(ordered, ordered[1:], strict=False):
+            assert below.hi == above.lo, (phase, [(lane.lo, lane.hi) for lane in ordered])
+        assert all(lane.status == LaneStatus.DONE for lane in lanes)
+        assert sum(lane.processed for lane in lanes) >= run.counts.get(phase, 0)
+
+
+def dispatch_before_rows(cleanup_dataset, **kwargs):
+    run, created = engine.dispatch("cleanup", {}, trigger="test", **kwargs)
+    assert created
+    return run, cleanup_dataset(now=run.cutoff)
+
+
+@pytest.mark.worker
+def test_two_workers_and_two_lanes_delete_exactly_what_the_rules_select(worker_factory, cleanup_dataset):
+    run, ds = dispatch_before_rows(cleanup_dataset, batch_size=2, interval=0, lanes=2)
+    grant_ids = make_expired_grants(30, ds.now)
+    expected_kept, expected_counts = ds.expected()
+    worker_factory()
+    worker_factory()
+    run = wait_finished(run.pk)
+
+    assert run.status == RunStatus.SUCCEEDED, run.last_error
+    assert run.lanes == 2
+    assert run.counts == expected_counts
+    assert ds.kept_now() == expected_kept
+    assert not get_grant_model().objects.filter(pk__in=grant_ids).exists()
+    assert MaintenanceLane.objects.filter(run=run, phase=GRANTS).count() >= 2
+    assert_lanes_tile_their_phases(run)
+
+
+@pytest.mark.worker
+def test_a_laned_dry_run_counts_every_row_once(worker_factory, cleanup_dataset):
+    # A dry run deletes nothing, so a row walked by two lanes would be counted twice.
+    run, ds = dispatch_before_rows(cleanup_dataset, batch_size=2, interval=0, lanes=3, dry_run=True)
+    make_expired_grants(25, ds.now)
+    _, expected_counts = ds.expected()
+    before = ds.snapshot()
+    worker_factory()
+    worker_factory()
+    run = wait_finished(run.pk)
+
+    assert run.status == RunStatus.SUCCEEDED, run.last_error
+    assert run.counts == expected_counts
+    assert ds.snapshot() == before
+    assert_lanes_tile_their_phases(run)
+
+
+@pytest.mark.worker
+def test_a_lane_that_finishes_early_makes_another_split_its_range(worker_factory):
+    # The lower half of the grants' keys is live, the upper half expired: the first lane has
+    # nothing to do and finishes at once, the second has every row.
+    ids = sorted(make_expired_grants(40))
+    get_grant_model().objects.filter(pk__in=ids[:20]).update(
+        expires=engine.timezone.now() + timedelta(days=1)
+    )
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=1, interval=0.05, lanes=2)
+    worker_factory()
+    worker_factory()
+    run = wait_finished(run.pk)
+
+    assert run.status == RunStatus.SUCCEEDED, run.last_error
+    assert run.counts[GRANTS] == 20
+    assert set(get_grant_model().objects.filter(pk__in=ids).values_list("pk", flat=True)) == set(ids[:20])
+    splits = MaintenanceLane.objects.filter(run=run, phase=GRANTS, split_from__isnull=False)
+    assert splits.exists(), list(MaintenanceLane.objects.filter(run=run).values())
+    assert_lanes_tile_their_phases(run)
+
+
+@pytest.mark.worker
+def test_a_worker_killed_mid_run_leaves_a_lane_the_watchdog_hands_to_the_other(
+    worker_factory, celery_app, cleanup_dataset
+):
+    run, ds = dispatch_before_rows(cleanup_dataset, batch_size=1, interval=0.2, lanes=2)
+    grant_ids = make_expired_grants(40, ds.now)
+    expected_kept, expected_counts = ds.expected()
+    first = worker_factory()
+    second = worker_factory()
+    wait_until(
+        lambda: MaintenanceLane.objects.filter(run=run, phase=GRANTS, batch_number__gte=3).count() >= 2,
+        timeout=90,
+        message="the grants' lanes to be under way",
+    )
+    first.kill()
+    assert run_status(run.pk).status == RunStatus.RUNNING, "the run finished before the kill"
+
+    def overdue():
+        now = engine.timezone.now()
+        return MaintenanceLane.objects.filter(
+            run=run, status=LaneStatus.RUNNING, next_batch_at__lt=now
+        ).exists()
+
+    wait_until(overdue, message="a lane to be overdue")
+    celery_app.send_task("oauth_tasks.watchdog", kwargs={"stale_after": 0}).get(timeout=30)
+    done = wait_finished(run.pk)
+
+    assert done.status == RunStatus.SUCCEEDED, done.last_error
+    assert done.counts == expected_counts
+    assert ds.kept_now() == expected_kept
+    assert not get_grant_model().objects.filter(pk__in=grant_ids).exists()
+    assert second.process.poll() is None
+    assert_lanes_tile_their_phases(done)
+
+
+@pytest.mark.worker
+def test_cancel_stops_every_lane(worker_factory):
+    ids = make_expired_grants(60)
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=1, interval=0.3, lanes=3)
+    worker_factory()
+    wait_until(
+        lambda: MaintenanceLane.objects.filter(run=run, phase=GRANTS, batch_number__gte=1).count() >= 2,
+        timeout=60,
+        message="the lanes to be under way",
+    )
+    engine.cancel(run.pk, by="test")
+    wait_until(
+        lambda: not MaintenanceLane.objects.filter(run=run, status=LaneStatus.RUNNING).exists(),
+        message="every lane to stop",
+    )
+    cancelled = run_status(run.pk)
+    left = get_grant_model().objects.filter(pk__in=ids).count()
+
+    assert cancelled.status == RunStatus.CANCELLED
+    assert 0 < left < 60
+    assert cancelled.counts[GRANTS] == 60 - left
+    assert set(MaintenanceLane.objects.filter(run=run).values_list("status", flat=True)) <= {
+        LaneStatus.STOPPED,
+        LaneStatus.DONE,
+    }
+
+
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        (0, "lanes must be a whole number from 1 to 64, got 0"),
+        (65, "got 65"),
+        ("two", "got 'two'"),
+        (True, "got True"),
+        (2.5, "got 2.5"),
+    ],
+)
+def test_bad_lanes_values_are_refused_naming_the_option_and_nothing_is_written(value, fragment):
+    with pytest.raises(ValidationError) as caught:
+        engine.dispatch("cleanup", {}, trigger="test", lanes=value, enqueue=False)
+    assert fragment in caught.value.message_dict["lanes"][0]
+    assert not MaintenanceRun.objects.exists()
+    assert not MaintenanceLane.objects.exists()
+
+
+def test_lanes_with_a_limit_or_on_a_job_without_lanes_are_refused():
+    with pytest.raises(ValidationError) as caught:
+        engine.dispatch("cleanup", {"limit": 10}, trigger="test", lanes=2, enqueue=False)
+    assert "lanes cannot be combined with limit" in caught.value.message_dict["lanes"][0]
+    with pytest.raises(ValidationError) as caught:
+        engine.dispatch("hash_client_secrets", {}, trigger="test", lanes=2, enqueue=False)
+    assert "do not support lanes" in caught.value.message_dict["lanes"][0]
+    assert not MaintenanceRun.objects.exists()
+
+
+def test_the_api_refuses_bad_lanes_with_a_400_naming_the_field(admin_client):
+    response = admin_client.post(
+        "/maintenance/api/runs/",
+        data=json.dumps({"kind": "cleanup", "lanes": 0}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["field"] == "lanes", body
+    assert "lanes must be a whole number" in body["detail"]
+    assert not MaintenanceRun.objects.exists()
+
+
+def test_a_bad_lanes_setting_is_improperly_configured(settings):
+    settings.OAUTH_MAINTENANCE = {"LANES": 0}
+    with pytest.raises(ImproperlyConfigured, match=r"OAUTH_MAINTENANCE\['LANES'\]"):
+        maintenance_settings.LANES
+
+
+def test_the_lanes_setting_is_the_default_of_a_cleanup_and_ignored_by_jobs_without_lanes(settings):
+    settings.OAUTH_MAINTENANCE = {"LANES": 4}
+    cleanup_run, _ = engine.dispatch("cleanup", {}, trigger="test", enqueue=False)
+    limited, _ = engine.dispatch("cleanup", {"limit": 5}, trigger="test", enqueue=False)
+    assert cleanup_run.lanes == 4
+    assert limited.lanes == 1
