@@ -355,9 +355,11 @@ def resume_lanes(run: MaintenanceRun) -> int:
     Each lane in its own transaction, lane row first: the lock order every lane batch keeps.
     """
     resumed = 0
-    for lane_id in MaintenanceLane.objects.filter(run=run, phase=run.phase).exclude(
-        status=LaneStatus.DONE
-    ).values_list("pk", flat=True):
+    for lane_id in (
+        MaintenanceLane.objects.filter(run=run, phase=run.phase)
+        .exclude(status=LaneStatus.DONE)
+        .values_list("pk", flat=True)
+    ):
         with transaction.atomic():
             lane = _locked_lane(lane_id)
             if lane is None or lane.status == LaneStatus.DONE:

@@ -181,13 +181,14 @@ def run_lane_batch(self, lane_id: int, batch_number: int) -> dict[str, Any]:
         logger.exception("maintenance lane batch failed lane=%s batch=%s", lane_id, batch_number)
         raise
     logger.info(
-        "maintenance lane batch run=%s phase=%s lane=%s batch=%s outcome=%s processed=%s",
+        "maintenance lane batch run=%s phase=%s lane=%s batch=%s outcome=%s processed=%s duration=%.3fs",
         report.get("run_id"),
         report.get("phase"),
         report.get("lane"),
         report.get("batch_number"),
         report["outcome"],
         report.get("processed", 0),
+        report.get("duration", 0.0),
         extra={"run_id": report.get("run_id"), "event": "lane_batch", "outcome": report["outcome"]},
     )
     if report["outcome"] in ("ran", "done", "finished"):

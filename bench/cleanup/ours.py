@@ -3,7 +3,7 @@
 ``DATABASE_URL`` names the database to work on. Modes:
 
 * ``inprocess BATCH_SIZE``: ``oauth_provider.cleanup.clear_expired()`` in this process;
-* ``dispatch BATCH_SIZE``: ``oauth_tasks.engine.dispatch("cleanup", ...)`` to a running worker
+* ``dispatch BATCH_SIZE [LANES]``: ``oauth_tasks.engine.dispatch("cleanup", ...)`` to running workers
   (``CELERY_BROKER_URL``), then polls the run row until it is finished.
 
 Prints one JSON line: wall seconds of the work alone (Django's start-up excluded), rows per phase,
@@ -57,12 +57,14 @@ def inprocess(batch_size: int) -> dict:
     }
 
 
-def dispatch(batch_size: int) -> dict:
+def dispatch(batch_size: int, lanes: int = 1) -> dict:
     from oauth_tasks.engine import dispatch as dispatch_run
     from oauth_tasks.models import ACTIVE_STATUSES
 
     started = time.perf_counter()
-    run, created = dispatch_run("cleanup", {}, trigger="bench", batch_size=batch_size, interval=0)
+    run, created = dispatch_run(
+        "cleanup", {}, trigger="bench", batch_size=batch_size, interval=0, lanes=lanes
+    )
     if not created:
         raise SystemExit(f"a cleanup run is already active: #{run.pk}")
     while True:
@@ -87,7 +89,10 @@ def main() -> None:
 
     django.setup()
     mode, batch_size = sys.argv[1], int(sys.argv[2])
-    result = {"inprocess": inprocess, "dispatch": dispatch}[mode](batch_size)
+    if mode == "dispatch" and len(sys.argv) > 3:  # a third argument: the run's lanes
+        result = dispatch(batch_size, int(sys.argv[3]))
+    else:
+        result = {"inprocess": inprocess, "dispatch": dispatch}[mode](batch_size)
     print(json.dumps(result, default=str), flush=True)
 
 
