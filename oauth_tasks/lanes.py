@@ -143,11 +143,16 @@ def start_phase(run: MaintenanceRun, job, phase: str) -> bool:
 
 
 def _locked_lane(lane_id: int, *, skip_locked: bool = False) -> MaintenanceLane | None:
-    qs = MaintenanceLane.objects.filter(pk=lane_id)
+    """The lane row, locked, and only it: no ordering, so no join, so the run row stays free
+    (``FOR UPDATE`` over a join would lock the run row too and serialise every lane's batch)."""
+    qs = MaintenanceLane.objects.filter(pk=lane_id).order_by()
     features = connection.features
     if features.has_select_for_update:
-        qs = qs.select_for_update(skip_locked=skip_locked and features.has_select_for_update_skip_locked)
-    return qs.first()
+        options = {"skip_locked": skip_locked and features.has_select_for_update_skip_locked}
+        if features.has_select_for_update_of:
+            options["of"] = ("self",)
+        qs = qs.select_for_update(**options)
+    return next(iter(qs), None)
 
 
 def _locked_run(run_id: int) -> MaintenanceRun:

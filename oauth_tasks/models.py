@@ -267,7 +267,7 @@ class MaintenanceLane(models.Model):
     next_batch_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "phase", "index"]
+        ordering = ["run_id", "phase", "index"]
         constraints = [
             models.UniqueConstraint(fields=["run", "phase", "index"], name="oauth_tasks_one_lane_per_index"),
         ]
