@@ -367,7 +367,7 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
         detail: dict[str, Any] = {}
         while not finished:
             phase = run.phase
-            if run.lanes > 1 and lane_rules.start_phase(run, job, phase):
+            if run.lanes > 1 and lane_rules.start_phase(run, job, phase, chain=chain):
                 laned = True  # the phase's lanes own it now; the last to finish moves the run on
                 break
             outcome = job.run_batch(run, phase, run.cursor)

@@ -416,6 +416,30 @@ def check_runs(using: str = "default", now: datetime | None = None) -> Check:
         .order_by("next_batch_at")
         .values("pk", "kind", "status", "next_batch_at", "requeue_count")[:20]
     )
+    # A run split into lanes is as late as its latest lane.
+    from django.db.models import Min
+
+    from .models import LaneStatus, MaintenanceLane
+
+    laned = (
+        MaintenanceLane.objects.using(using)
+        .filter(
+            status=LaneStatus.RUNNING,
+            next_batch_at__lt=now - timedelta(seconds=margin),
+            run__status__in=["pending", "running"],
+            run__next_batch_at__isnull=True,
+        )
+        .values("run")
+        .annotate(due=Min("next_batch_at"))
+        .order_by("due")[:20]
+    )
+    lanes_due = {row["run"]: row["due"] for row in laned}
+    for run in (
+        MaintenanceRun.objects.using(using)
+        .filter(pk__in=list(lanes_due))
+        .values("pk", "kind", "status", "requeue_count")
+    ):
+        stalled.append({**run, "next_batch_at": lanes_due[run["pk"]]})
     active = MaintenanceRun.objects.using(using).active().count()
     late = {run["pk"]: round((now - run["next_batch_at"]).total_seconds()) for run in stalled}
     result: Check = {

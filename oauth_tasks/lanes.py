@@ -95,10 +95,11 @@ def phase_has_lanes(run: MaintenanceRun, phase: str) -> bool:
     return MaintenanceLane.objects.filter(run=run, phase=phase).exists()
 
 
-def start_phase(run: MaintenanceRun, job, phase: str) -> bool:
+def start_phase(run: MaintenanceRun, job, phase: str, *, chain: bool = True) -> bool:
     """Split ``phase`` of ``run`` (locked by the caller) into lanes; False when it runs as one chain.
 
     True also when the phase already has lanes (a duplicate of the run's message): they own it.
+    ``chain=False`` sends no message: the watchdog hands the lanes to a worker.
     """
     if phase_has_lanes(run, phase):
         return True
@@ -128,7 +129,8 @@ def start_phase(run: MaintenanceRun, job, phase: str) -> bool:
             heartbeat_at=now,
             next_batch_at=now,
         )
-        _send_after_commit(lane)
+        if chain:
+            _send_after_commit(lane)
     logger.info(
         "maintenance run split run=%s job=%s phase=%s lanes=%s keys=%s..%s",
         run.pk,

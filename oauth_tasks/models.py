@@ -169,9 +169,17 @@ class MaintenanceRun(models.Model):
         """
         from .conf import maintenance_settings
 
-        if not self.is_active or self.next_batch_at is None:
+        if not self.is_active:
             return False
         margin = timedelta(seconds=float(maintenance_settings.STALL_SECONDS))
+        if self.next_batch_at is None:
+            # A run split into lanes waits on them: it is stalled when one of them is.
+            return (
+                self.lanes > 1
+                and self.lane_set.filter(
+                    status=LaneStatus.RUNNING, next_batch_at__lt=timezone.now() - margin
+                ).exists()
+            )
         return self.next_batch_at < timezone.now() - margin
 
     @property

@@ -222,3 +222,32 @@ def test_the_lanes_setting_is_the_default_of_a_cleanup_and_ignored_by_jobs_witho
     limited, _ = engine.dispatch("cleanup", {"limit": 5}, trigger="test", enqueue=False)
     assert cleanup_run.lanes == 4
     assert limited.lanes == 1
+
+
+def test_a_run_with_an_overdue_lane_is_stalled_everywhere_and_its_lanes_finish_it(db):
+    from oauth_tasks import lanes
+    from oauth_tasks.health import check_runs
+
+    ids = make_expired_grants(30)
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=2, interval=0, lanes=2, enqueue=False)
+    engine.run_batch(run.pk, 0, chain=False)  # the empty phases, then the grants split in two
+    run.refresh_from_db()
+    assert run.phase == GRANTS and run.next_batch_at is None
+    assert MaintenanceLane.objects.filter(run=run).count() == 2
+    assert not run.is_stalled and check_runs()["stalled"] == []
+
+    late = engine.timezone.now() - timedelta(hours=1)
+    MaintenanceLane.objects.filter(run=run).update(next_batch_at=late, heartbeat_at=late)
+    run.refresh_from_db()
+    assert run.is_stalled and run.progress()["stalled"]
+    assert [entry["run_id"] for entry in check_runs()["stalled"]] == [run.pk]
+
+    # The lanes' batches, run here one after the other, finish the run.
+    while MaintenanceLane.objects.filter(run=run, status=LaneStatus.RUNNING).exists():
+        for lane in MaintenanceLane.objects.filter(run=run, status=LaneStatus.RUNNING):
+            lanes.run_lane_batch(lane.pk, lane.batch_number, chain=False)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.last_error
+    assert run.counts[GRANTS] == 30
+    assert not get_grant_model().objects.filter(pk__in=ids).exists()
+    assert_lanes_tile_their_phases(run)
