@@ -251,3 +251,29 @@ def test_a_run_with_an_overdue_lane_is_stalled_everywhere_and_its_lanes_finish_i
     assert run.counts[GRANTS] == 30
     assert not get_grant_model().objects.filter(pk__in=ids).exists()
     assert_lanes_tile_their_phases(run)
+
+
+@pytest.mark.worker
+def test_a_cancelled_laned_run_resumes_its_lanes_and_deletes_each_row_once(worker_factory):
+    ids = make_expired_grants(40)
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=1, interval=0.2, lanes=2)
+    worker_factory()
+    wait_until(
+        lambda: MaintenanceLane.objects.filter(run=run, phase=GRANTS, batch_number__gte=2).count() >= 2,
+        timeout=60,
+        message="the lanes to be under way",
+    )
+    engine.cancel(run.pk, by="test")
+    wait_until(
+        lambda: not MaintenanceLane.objects.filter(run=run, status=LaneStatus.RUNNING).exists(),
+        message="every lane to stop",
+    )
+    assert get_grant_model().objects.filter(pk__in=ids).exists()
+
+    engine.resume(run.pk)
+    done = wait_finished(run.pk)
+
+    assert done.status == RunStatus.SUCCEEDED, done.last_error
+    assert done.counts[GRANTS] == 40
+    assert not get_grant_model().objects.filter(pk__in=ids).exists()
+    assert_lanes_tile_their_phases(done)
