@@ -548,12 +548,12 @@ def _key_range_plans(using: str):
         cur.execute("SELECT current_setting('enable_bitmapscan')")
         (previous,) = cur.fetchone()
         cur.execute("SELECT set_config('enable_bitmapscan', 'off', true)")
-    try:
-        yield
-    finally:
-        if not connection.needs_rollback:
-            with connection.cursor() as cur:
-                cur.execute("SELECT set_config('enable_bitmapscan', %s, true)", [previous])
+    # Restored only after statements that succeeded: after an error the transaction is aborted,
+    # a statement here would raise "current transaction is aborted" in place of the error itself
+    # (a lock timeout the pacer must see), and the rollback undoes the local setting anyway.
+    yield
+    with connection.cursor() as cur:
+        cur.execute("SELECT set_config('enable_bitmapscan', %s, true)", [previous])
 
 
 def _fast_delete_blockers(model) -> tuple[list, list]:
