@@ -27,6 +27,51 @@ BATCH_TIME_LIMIT = 300
 #: Transient database errors (a dropped connection, a deadlock, a lock timeout) are retried.
 BATCH_MAX_RETRIES = 5
 
+#: The delivery, time and retry options every batch task shares.
+BATCH_TASK_OPTIONS: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "soft_time_limit": BATCH_SOFT_TIME_LIMIT,
+    "time_limit": BATCH_TIME_LIMIT,
+    "max_retries": BATCH_MAX_RETRIES,
+    "ignore_result": False,
+}
+
+
+def _run_or_retry(task, work, *, what: str, key: tuple[str, int], batch_number: int, fail, before_retry=None):
+    """Run one batch's ``work``; a database error or soft time limit is retried with back-off
+    (``before_retry`` hears of it first), and once the retries are spent, or on any other error (a
+    bug or bad data: retrying would fail the same way), ``fail`` records why and it is raised."""
+    name, ident = key
+    try:
+        return work()
+    except (DatabaseError, InterfaceError, SoftTimeLimitExceeded) as exc:
+        from django.db import close_old_connections
+
+        close_old_connections()
+        if task.request.retries < task.max_retries:
+            countdown = min(60, 2 ** (task.request.retries + 1))
+            if before_retry is not None:
+                try:
+                    before_retry(exc, countdown)
+                except (DatabaseError, InterfaceError):
+                    close_old_connections()
+            logger.warning(
+                f"maintenance {what} retry {name}=%s batch=%s error=%s",
+                ident,
+                batch_number,
+                type(exc).__name__,
+                extra={f"{name}_id": ident, "event": "batch_retry"},
+            )
+            raise task.retry(exc=exc, countdown=countdown) from exc
+        fail(exc)
+        logger.exception(f"maintenance {what} failed {name}=%s batch=%s", ident, batch_number)
+        raise
+    except Exception as exc:
+        fail(exc)
+        logger.exception(f"maintenance {what} failed {name}=%s batch=%s", ident, batch_number)
+        raise
+
 
 def _log_batch(report: engine.BatchReport) -> None:
     if report.outcome == "waiting":
@@ -92,49 +137,22 @@ def _log_batch(report: engine.BatchReport) -> None:
         )
 
 
-@shared_task(
-    bind=True,
-    name="oauth_tasks.run_batch",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=BATCH_SOFT_TIME_LIMIT,
-    time_limit=BATCH_TIME_LIMIT,
-    max_retries=BATCH_MAX_RETRIES,
-    ignore_result=False,
-)
+@shared_task(bind=True, name="oauth_tasks.run_batch", **BATCH_TASK_OPTIONS)
 def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
     """Run batch ``batch_number`` of maintenance run ``run_id`` (a stale number does nothing)."""
     self.update_state(
         state="PROGRESS", meta={"run_id": run_id, "batch_number": batch_number, "stage": "started"}
     )
-    try:
-        report = engine.run_batch(run_id, batch_number)
-    except (DatabaseError, InterfaceError, SoftTimeLimitExceeded) as exc:
-        from django.db import close_old_connections
-
-        close_old_connections()
-        if self.request.retries < self.max_retries:
-            countdown = min(60, 2 ** (self.request.retries + 1))
-            try:  # a paced run takes the failure as a signal: the retry runs with half the rows
-                engine.record_batch_error(run_id, batch_number, exc, countdown)
-            except (DatabaseError, InterfaceError):
-                close_old_connections()
-            logger.warning(
-                "maintenance batch retry run=%s batch=%s error=%s",
-                run_id,
-                batch_number,
-                type(exc).__name__,
-                extra={"run_id": run_id, "event": "batch_retry"},
-            )
-            raise self.retry(exc=exc, countdown=countdown) from exc
-        engine.mark_failed(run_id, batch_number, exc)
-        logger.exception("maintenance batch failed run=%s batch=%s", run_id, batch_number)
-        raise
-    except Exception as exc:
-        # A bug or bad data: retrying would fail the same way. The run records why; resume later.
-        engine.mark_failed(run_id, batch_number, exc)
-        logger.exception("maintenance batch failed run=%s batch=%s", run_id, batch_number)
-        raise
+    report = _run_or_retry(
+        self,
+        lambda: engine.run_batch(run_id, batch_number),
+        what="batch",
+        key=("run", run_id),
+        batch_number=batch_number,
+        fail=lambda exc: engine.mark_failed(run_id, batch_number, exc),
+        # a paced run takes the failure as a signal: the retry runs with half the rows
+        before_retry=lambda exc, countdown: engine.record_batch_error(run_id, batch_number, exc, countdown),
+    )
     _log_batch(report)
     meta = report.as_dict()
     if report.outcome in ("ran", "finished", "cancelled", "waiting"):
@@ -144,42 +162,19 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
     return meta
 
 
-@shared_task(
-    bind=True,
-    name="oauth_tasks.run_lane_batch",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    soft_time_limit=BATCH_SOFT_TIME_LIMIT,
-    time_limit=BATCH_TIME_LIMIT,
-    max_retries=BATCH_MAX_RETRIES,
-    ignore_result=False,
-)
+@shared_task(bind=True, name="oauth_tasks.run_lane_batch", **BATCH_TASK_OPTIONS)
 def run_lane_batch(self, lane_id: int, batch_number: int) -> dict[str, Any]:
     """Run batch ``batch_number`` of one lane of a run split into lanes (a stale number does nothing)."""
     from . import lanes
 
-    try:
-        report = lanes.run_lane_batch(lane_id, batch_number)
-    except (DatabaseError, InterfaceError, SoftTimeLimitExceeded) as exc:
-        from django.db import close_old_connections
-
-        close_old_connections()
-        if self.request.retries < self.max_retries:
-            logger.warning(
-                "maintenance lane batch retry lane=%s batch=%s error=%s",
-                lane_id,
-                batch_number,
-                type(exc).__name__,
-                extra={"lane_id": lane_id, "event": "batch_retry"},
-            )
-            raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
-        lanes.mark_lane_failed(lane_id, batch_number, exc)
-        logger.exception("maintenance lane batch failed lane=%s batch=%s", lane_id, batch_number)
-        raise
-    except Exception as exc:
-        lanes.mark_lane_failed(lane_id, batch_number, exc)
-        logger.exception("maintenance lane batch failed lane=%s batch=%s", lane_id, batch_number)
-        raise
+    report = _run_or_retry(
+        self,
+        lambda: lanes.run_lane_batch(lane_id, batch_number),
+        what="lane batch",
+        key=("lane", lane_id),
+        batch_number=batch_number,
+        fail=lambda exc: lanes.mark_lane_failed(lane_id, batch_number, exc),
+    )
     logger.info(
         "maintenance lane batch run=%s phase=%s lane=%s batch=%s outcome=%s processed=%s duration=%.3fs",
         report.get("run_id"),
