@@ -11,6 +11,7 @@ from django.utils.cache import patch_vary_headers
 from .backends import authenticate_by_bearer_token, bearer_token_from_header
 from .models import get_access_token_model
 from .tokens import is_token_usable
+from .watermark_cache import request_scope
 
 
 def view_accepts_bearer_token(view_func: Callable) -> bool:
@@ -35,13 +36,16 @@ class OAuth2TokenMiddleware:
     it. A session user is kept as is (put the middleware after ``AuthenticationMiddleware``).
     The CSRF check is never touched here: a view that accepts bearer tokens decides (see
     ``accepts_bearer_token``). ``Vary: Authorization`` is added so caches key responses by token.
+    The token checked here and those the view checks read the revocation watermarks' generation
+    once (:func:`~oauth_provider.watermark_cache.request_scope`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+        with request_scope():
+            response = self.get_response(request)
         patch_vary_headers(response, ("Authorization",))
         return response
 

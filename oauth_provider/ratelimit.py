@@ -25,6 +25,7 @@ from typing import Any
 from django.core.cache import caches
 from django.http import JsonResponse
 
+from . import watermark_cache
 from .settings import oauth2_settings
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,19 @@ def check(meta: Mapping[str, Any], client_id: str | None) -> None:
 
     A window opens at the first failure of a counter and lasts ``RATE_LIMIT_WINDOW_SECONDS``;
     ``Retry-After`` is the time left of the longest exhausted one.
+
+    When the revocation watermarks' generation lives in the same cache, it is read in the same
+    command (one round trip for both; see :func:`oauth_provider.watermark_cache.request_scope`).
     """
     counters = dict(_counters(meta, client_id))
     if not counters:
         return
+    alias = oauth2_settings.RATE_LIMIT_CACHE
     keys = [*counters, *(f"{key}:since" for key in counters)]
-    values = caches[oauth2_settings.RATE_LIMIT_CACHE].get_many(keys)
+    generation_key = watermark_cache.generation_key_to_read_with(alias)
+    values = caches[alias].get_many([*keys, generation_key] if generation_key else keys)
+    if generation_key:
+        watermark_cache.generation_read(values.get(generation_key))
     window = oauth2_settings.RATE_LIMIT_WINDOW_SECONDS
     now = time.time()
     waits = [

@@ -11,9 +11,12 @@ key has none) and uses it while the **generation** in the shared cache is the on
   its transaction commits. A process that reads another generation than its copy was filled under
   drops the copy and asks the database again: a revocation is in force on every process as soon
   as its transaction has committed and the generation is set (one cache write).
-* The generation is read from the cache on every check (one cache read, no database query). It
-  lives in ``REVOCATION_WATERMARK_CACHE`` (Redis through ``CACHE_URL``), which every web process
-  and every worker shares. A per-process cache (``LocMemCache``, the default without ``CACHE_URL``)
+* The generation is read from the cache once per request (one cache read, no database query;
+  the provider's views and ``OAuth2TokenMiddleware`` make a request one :func:`request_scope`),
+  and where a client authenticates, in the same command as the rate-limit counters when both
+  live in the same cache. It lives in ``REVOCATION_WATERMARK_CACHE`` (Redis through
+  ``CACHE_URL``), which every web process and every worker shares. Outside a request (a task, a
+  command) every check reads it. A per-process cache (``LocMemCache``, the default without ``CACHE_URL``)
   or ``DummyCache`` cannot tell one process about another's write: then nothing is kept and every
   check asks the database, as before.
 * A cache that fails (down, timing out) is never read as "no watermark": the check asks the
@@ -36,7 +39,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.core.cache import caches
@@ -103,6 +107,58 @@ class _PendingWrites(threading.local):
 _pending = _PendingWrites()
 
 
+class _RequestScope(threading.local):
+    """The generation read during the request this thread is serving, while it serves it."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.generation: str | None = None
+
+
+_scope = _RequestScope()
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Read the generation at most once while the block runs (one request of a view).
+
+    Inside the block the first read of the generation (by a token check, or together with the
+    rate-limit counters, see :func:`generation_key_to_read_with`) serves every later check of the
+    block; outside any block every check reads it. The block is one request: the next request reads
+    again, so a revocation committed elsewhere is in force from the next request on. A watermark
+    written by this thread drops what the block read.
+    """
+    _scope.depth += 1
+    try:
+        yield
+    finally:
+        _scope.depth -= 1
+        if not _scope.depth:
+            _scope.generation = None
+
+
+def generation_key_to_read_with(alias: str) -> str | None:
+    """The generation's key, when code about to read the cache ``alias`` should read it too.
+
+    Only inside :func:`request_scope`, before the generation was read, and when ``alias`` is the
+    cache the generation lives in; otherwise None. Pass what was read to :func:`generation_read`.
+    """
+    if not _scope.depth or _scope.generation is not None:
+        return None
+    if alias != oauth2_settings.REVOCATION_WATERMARK_CACHE or shared_cache() is None:
+        return None
+    return GENERATION_KEY
+
+
+def generation_read(value: object) -> None:
+    """What a read of :data:`GENERATION_KEY` returned, for the checks of the current request.
+
+    A missing generation (None) is not kept: the next check replaces it, as a check always does.
+    """
+    if _scope.depth and value is not None:
+        _scope.generation = str(value)
+
+
 class WatermarkCache:
     """This process's copy: target key -> (``not_before`` or None, when it was read)."""
 
@@ -146,7 +202,11 @@ class WatermarkCache:
         if cache is None or _pending.any_open():
             return _query(keys)
         try:
-            generation = self.read_generation(cache)
+            generation = _scope.generation
+            if generation is None:
+                generation = self.read_generation(cache)
+                if _scope.depth:
+                    _scope.generation = generation
         except Exception:
             self._log_failure("revocation watermark cache unreadable; checking watermarks in the database")
             return _query(keys)
@@ -203,6 +263,7 @@ def watermarks_changed() -> None:
     sends no signals (``QuerySet.update()``, raw SQL).
     """
     watermark_cache.clear()
+    _scope.generation = None
     cache = shared_cache()
     if cache is None:
         return
@@ -221,6 +282,7 @@ def _on_watermark_write(sender, instance, using: str, **kwargs) -> None:
     _pending.add(using)
     # Also dropped now, so this process's other threads do not keep a copy past the commit.
     watermark_cache.clear()
+    _scope.generation = None
     transaction.on_commit(watermarks_changed, using=using)
 
 

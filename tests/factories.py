@@ -67,13 +67,13 @@ def make_id_token(application, user=None, *, expires_in: float = 3600, **extra):
 
 
 def make_grant(application, user, *, expires_in: float = 60, **extra):
+    fields = {"redirect_uri": "https://client.example/callback", **extra}
     return get_grant_model().objects.create(
         application=application,
         user=user,
         code=secrets.token_urlsafe(16),
         expires=timezone.now() + timedelta(seconds=expires_in),
-        redirect_uri="https://client.example/callback",
-        **extra,
+        **fields,
     )
 
 
