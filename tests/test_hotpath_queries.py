@@ -1,30 +1,32 @@
 """The hot path costs no more database queries than django-oauth-toolkit 3.4.1's.
 
 Each request is sent twice through Django's full stack (the project's middleware included) and the
-queries of the second are counted, as ``tests/dot_project/count_queries.py`` counts them for
+queries of the second are counted, by ``tests/hotpath_counts.py``, which also counts them for
 django-oauth-toolkit 3.4.1 running in a subprocess on its own database. The revocation watermarks
 cost no query once a process holds them and the shared cache's generation says they are current.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from oauth_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
 from oauth_provider.revocation import RevocationTarget, record_watermark
 from oauth_provider.settings import oauth2_settings
 from tests.conftest import ROOT
-from tests.factories import make_access_token, make_user
-from tests.test_endpoints_support import URLCONF, make_client
-
-REQUESTS = ("introspect_basic", "introspect_bearer", "protected_resource", "userinfo")
+from tests.hotpath_counts import REQUESTS, count, hot_path_requests
+from tests.test_endpoints_support import URLCONF
 
 
 def shared_cache_settings(broker_url: str, prefix: str) -> dict:
@@ -51,7 +53,7 @@ def dot_counts(tmp_path_factory) -> dict[str, int]:
         "OAUTHLIB_INSECURE_TRANSPORT": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "tests.dot_project.count_queries"],
+        [sys.executable, "-m", "tests.hotpath_counts", "dot"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -59,62 +61,48 @@ def dot_counts(tmp_path_factory) -> dict[str, int]:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])["queries"]
+
+
+def provider_models() -> dict:
+    return {
+        "Application": get_application_model(),
+        "AccessToken": get_access_token_model(),
+        "Grant": get_grant_model(),
+        "RefreshToken": get_refresh_token_model(),
+    }
 
 
 @pytest.fixture
 def hot_path(settings, monkeypatch, broker_url, request):
-    """A resource server, a user's token, and the requests of the hot path, on a shared cache."""
+    """A resource server, a client, a user's token, and the requests of the hot path, on a shared
+    cache: the token and, by request name, what prepares one request and returns its sender."""
     settings.ROOT_URLCONF = URLCONF
     settings.CACHES = shared_cache_settings(broker_url, f"hotpath-{request.node.name}")
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
-    user = make_user("alice")
-    resource_server = make_client(authorization_grant_type="client-credentials", hash_client_secret=False)
-    token = make_access_token(make_client().application, user, scope="openid read write introspection")
-    basic = (
-        "Basic " + base64.b64encode(f"{resource_server.client_id}:{resource_server.secret}".encode()).decode()
-    )
-    bearer = f"Bearer {token.token}"
-    client = Client()
-    send = {
-        "introspect_basic": lambda: client.post(
-            "/o/introspect/", {"token": token.token}, HTTP_AUTHORIZATION=basic
-        ),
-        "introspect_bearer": lambda: client.post(
-            "/o/introspect/", {"token": token.token}, HTTP_AUTHORIZATION=bearer
-        ),
-        "protected_resource": lambda: client.get("/api/whoami/", HTTP_AUTHORIZATION=bearer),
-        "userinfo": lambda: client.get("/o/userinfo/", HTTP_AUTHORIZATION=bearer),
-    }
-    return token, send
-
-
-def count_queries(send) -> tuple[int, object]:
-    send()  # the first request of a process reads the watermarks of the token's targets
-    with CaptureQueriesContext(connection) as queries:
-        response = send()
-    return len(queries.captured_queries), response
+    return hot_path_requests(provider_models())
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", REQUESTS)
 def test_the_hot_path_costs_no_more_queries_than_django_oauth_toolkit(hot_path, dot_counts, name):
-    token, send = hot_path
-    ours, response = count_queries(send[name])
+    token, prepare = hot_path
+    ours, response = count(prepare[name])
     assert response.status_code == 200, response.content
     if name.startswith("introspect"):
         assert response.json()["active"] is True
     # django-oauth-toolkit 3.4.1: introspection 2 (Basic) and 3 (bearer), a protected resource 1,
-    # userinfo 1; here 2, 2, 1, 1.
+    # userinfo 1, client credentials 5, authorization code 16, refresh 18; here 2, 2, 1, 1, 4, 13, 14.
     assert ours <= dot_counts[name], (name, ours, dot_counts[name])
 
 
 @pytest.mark.django_db
 def test_introspection_reads_the_client_and_the_token_and_nothing_else(hot_path):
-    token, send = hot_path
+    token, prepare = hot_path
+    send = prepare["introspect_basic"]()
     with CaptureQueriesContext(connection) as queries:
-        send["introspect_basic"]()
-        send["introspect_basic"]()
+        send()
+        send()
     tables = [query["sql"].split(" FROM ", 1)[1].split()[0].strip('"`') for query in queries.captured_queries]
     # The first request also read the watermarks; the second only the client and the token.
     assert tables == [
@@ -128,10 +116,10 @@ def test_introspection_reads_the_client_and_the_token_and_nothing_else(hot_path)
 
 @pytest.mark.django_db
 def test_without_a_shared_cache_every_check_reads_the_watermarks(hot_path, settings):
-    token, send = hot_path
+    token, prepare = hot_path
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    count, response = count_queries(send["introspect_basic"])
+    queries, response = count(prepare["introspect_basic"])
     assert response.json()["active"] is True
-    assert count == 3  # a per-process cache cannot tell this process about another's revocation
+    assert queries == 3  # a per-process cache cannot tell this process about another's revocation
     record_watermark(RevocationTarget(user_id=token.user_id))
-    assert send["introspect_basic"]().json() == {"active": False}
+    assert prepare["introspect_basic"]()().json() == {"active": False}

@@ -16,8 +16,9 @@ a shared cache (every check reads the revocation watermarks); DOT and this proje
 secret, this project once with the verified-secret memory off and once on (the default). This
 project runs with ``CACHE_URL`` on a Redis server the benchmark starts, as deployed.
 
-Then the query counts of ``count_queries.py`` for both projects. Prints tables and the load
-average; asserts nothing. ``--write-results`` also writes RESULTS.md here.
+Then the queries and Redis round trips per request of ``tests/hotpath_counts.py`` for both
+projects. Prints tables and the load average; asserts nothing. ``--write-results`` also writes
+RESULTS.md here.
 """
 
 from __future__ import annotations
@@ -277,7 +278,8 @@ def run_group(variants: list[Variant], seeded: dict, pg: Pg, workdir: Path, redi
     return results
 
 
-def count_queries(project: str, workdir: Path, redis_url: str) -> dict[str, int]:
+def count_queries(project: str, workdir: Path, redis_url: str) -> dict[str, dict[str, int]]:
+    """Queries and Redis round trips per request (``tests/hotpath_counts.py``), in a subprocess."""
     database = workdir / f"count-{project}.sqlite3"
     env = environment(project, f"sqlite:///{database}", workdir, redis_url if project == "ours" else None)
     if project == "dot":
@@ -285,7 +287,7 @@ def count_queries(project: str, workdir: Path, redis_url: str) -> dict[str, int]
     else:
         env["CACHE_URL"] = redis_url.rsplit("/", 1)[0] + "/4"
     done = subprocess.run(
-        [sys.executable, str(HERE / "count_queries.py"), project],
+        [sys.executable, "-m", "tests.hotpath_counts", project],
         cwd=ROOT,
         env=env,
         check=True,
@@ -318,17 +320,23 @@ def format_tables(results: list[tuple[Variant, dict]], counts: dict[str, dict[st
         )
     lines += [
         "",
-        "| request | django-oauth-toolkit 3.4.1 | this project |",
-        "|---|---:|---:|",
+        "| request | DOT 3.4.1 queries | this project queries | this project Redis round trips |",
+        "|---|---:|---:|---:|",
     ]
     names = {
         "introspect_basic": "introspection, client by HTTP Basic",
         "introspect_bearer": "introspection, caller by bearer token",
         "protected_resource": "protected resource (bearer)",
         "userinfo": "userinfo",
+        "client_credentials": "token, client credentials",
+        "authorization_code": "token, authorization code",
+        "refresh_token": "token, refresh token",
     }
     for key, name in names.items():
-        lines.append(f"| {name} | {counts['dot'][key]} | {counts['ours'][key]} |")
+        lines.append(
+            f"| {name} | {counts['dot']['queries'][key]} | {counts['ours']['queries'][key]} "
+            f"| {counts['ours']['redis_round_trips'][key]} |"
+        )
     return "\n".join(lines)
 
 
@@ -393,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                     "all alike; "
                     "every client secret is a generated 128-character one. × DOT compares with "
                     "django-oauth-toolkit 3.4.1 with the same kind of secret. The second table counts "
-                    "database queries per request (`bench/hotpath/count_queries.py`, the same requests as "
-                    "`tests/test_hotpath_queries.py`). How to read it: [README.md](README.md).",
+                    "database queries and Redis round trips per request (`tests/hotpath_counts.py`, as "
+                    "`tests/test_hotpath_queries.py` and `tests/test_hotpath_cache_commands.py` count "
+                    "them). How to read it: [README.md](README.md).",
                     "",
                     table,
                     "",
