@@ -110,7 +110,8 @@ class OAuth2Validator(RequestValidator):
         request.client = None
         if not client_id or "\x00" in client_id:
             return None
-        client = application_model.objects.filter(client_id=client_id).first()
+        # client_id is unique: ``[:1]`` rather than ``first()``, whose ORDER BY costs compiling.
+        client = next(iter(application_model.objects.filter(client_id=client_id)[:1]), None)
         if client is None or not client.is_usable(request):
             return None
         request.client = client
@@ -243,8 +244,27 @@ class OAuth2Validator(RequestValidator):
         # oauthlib compares with ``is True``: a real bool is needed.
         return bool(oauth2_settings.pkce_required(client_id))
 
-    def _grant(self, code: str, request: Request):
-        return get_grant_model().objects.filter(code=code, application=request.client).first()
+    def _grant(self, code: str, request: Request, client=None):
+        """The grant of ``code`` issued to ``client`` (the authenticated one), or None.
+
+        oauthlib asks for it several times per exchange (the code, the PKCE challenge and method,
+        the redirect URI): it is read once per request, with its application and user.
+        """
+        client = request.client if client is None else client
+        key = (code, getattr(client, "pk", None))
+        read = getattr(request, "_provider_grant", None)
+        if read is not None and read[0] == key:
+            return read[1]
+        grant = next(
+            iter(
+                get_grant_model()
+                .objects.select_related("application", "user")
+                .filter(code=code, application=client)[:1]
+            ),
+            None,
+        )
+        request._provider_grant = (key, grant)
+        return grant
 
     def get_code_challenge(self, code: str, request: Request) -> str | None:
         grant = self._grant(code, request)
@@ -323,7 +343,7 @@ class OAuth2Validator(RequestValidator):
         oauthlib would answer ``invalid_request``; the code was issued to another URI, which is
         what ``invalid_grant`` names.
         """
-        grant = get_grant_model().objects.filter(code=code, application=client).first()
+        grant = self._grant(code, request, client)
         if grant is None or not grant.redirect_uri_allowed(redirect_uri):
             raise errors.InvalidGrantError(
                 description="redirect_uri does not match the one of the authorization request.",

@@ -188,9 +188,15 @@ def hot_path_requests(models: dict[str, Any]) -> tuple[Any, dict[str, Callable[[
     return token, prepare
 
 
-def count(prepare: Callable[[], Send], redis_commands: RedisCommands | None = None) -> tuple[int, Any]:
+#: Transaction control, which some backends send as statements (SQLite's BEGIN) and others not.
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def captured(
+    prepare: Callable[[], Send], redis_commands: RedisCommands | None = None
+) -> tuple[list[str], Any]:
     """Send a request twice (the first warms the process: connections, watermark copy, verified
-    secret) and count the database queries of the second; Redis is counted by ``redis_commands``."""
+    secret) and return the SQL of the second; Redis is counted by ``redis_commands``."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -198,7 +204,18 @@ def count(prepare: Callable[[], Send], redis_commands: RedisCommands | None = No
     send = prepare()
     with CaptureQueriesContext(connection) as queries:
         response = redis_commands.measure(send) if redis_commands else send()
-    return len(queries.captured_queries), response
+    return [query["sql"] for query in queries.captured_queries], response
+
+
+def count(prepare: Callable[[], Send], redis_commands: RedisCommands | None = None) -> tuple[int, Any]:
+    """The queries of the second of two requests, as :func:`captured`."""
+    sql, response = captured(prepare, redis_commands)
+    return len(sql), response
+
+
+def statements(sql: list[str]) -> list[str]:
+    """``sql`` without transaction control."""
+    return [query for query in sql if not query.upper().startswith(TRANSACTION_CONTROL)]
 
 
 def main() -> None:

@@ -285,7 +285,8 @@ class TokenView(OAuthLibMixin, View):
     @method_decorator(sensitive_post_parameters("password", "client_secret", "refresh_token", "code"))
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         _url, headers, body, status = self.create_token_response(request)
-        if status == 200:
+        if status == 200 and app_authorized.has_listeners(self):
+            # Read back only for a receiver: a query per token request otherwise spent on nothing.
             raw = json.loads(body).get("access_token")
             token = get_access_token_model().lookup(raw) if raw else None
             if token is not None:
