@@ -41,6 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 
 from django.core.cache import caches
@@ -107,15 +108,18 @@ class _PendingWrites(threading.local):
 _pending = _PendingWrites()
 
 
-class _RequestScope(threading.local):
-    """The generation read during the request this thread is serving, while it serves it."""
+class _RequestScope:
+    """The generation read during one request, while it runs."""
+
+    __slots__ = ("generation",)
 
     def __init__(self) -> None:
-        self.depth = 0
         self.generation: str | None = None
 
 
-_scope = _RequestScope()
+# A context variable, not a thread-local: under ASGI, requests interleave on the threads that run
+# sync code, and each must see its own scope only.
+_current_scope: ContextVar[_RequestScope | None] = ContextVar("watermark_request_scope", default=None)
 
 
 @contextmanager
@@ -126,15 +130,22 @@ def request_scope() -> Iterator[None]:
     rate-limit counters, see :func:`generation_key_to_read_with`) serves every later check of the
     block; outside any block every check reads it. The block is one request: the next request reads
     again, so a revocation committed elsewhere is in force from the next request on. A watermark
-    written by this thread drops what the block read.
+    written inside the block drops what it read. A block inside another is part of it.
     """
-    _scope.depth += 1
+    if _current_scope.get() is not None:
+        yield
+        return
+    token = _current_scope.set(_RequestScope())
     try:
         yield
     finally:
-        _scope.depth -= 1
-        if not _scope.depth:
-            _scope.generation = None
+        _current_scope.reset(token)
+
+
+def _forget_scope_generation() -> None:
+    scope = _current_scope.get()
+    if scope is not None:
+        scope.generation = None
 
 
 def generation_key_to_read_with(alias: str) -> str | None:
@@ -143,7 +154,8 @@ def generation_key_to_read_with(alias: str) -> str | None:
     Only inside :func:`request_scope`, before the generation was read, and when ``alias`` is the
     cache the generation lives in; otherwise None. Pass what was read to :func:`generation_read`.
     """
-    if not _scope.depth or _scope.generation is not None:
+    scope = _current_scope.get()
+    if scope is None or scope.generation is not None:
         return None
     if alias != oauth2_settings.REVOCATION_WATERMARK_CACHE or shared_cache() is None:
         return None
@@ -155,8 +167,9 @@ def generation_read(value: object) -> None:
 
     A missing generation (None) is not kept: the next check replaces it, as a check always does.
     """
-    if _scope.depth and value is not None:
-        _scope.generation = str(value)
+    scope = _current_scope.get()
+    if scope is not None and value is not None:
+        scope.generation = str(value)
 
 
 class WatermarkCache:
@@ -202,11 +215,12 @@ class WatermarkCache:
         if cache is None or _pending.any_open():
             return _query(keys)
         try:
-            generation = _scope.generation
+            scope = _current_scope.get()
+            generation = scope.generation if scope is not None else None
             if generation is None:
                 generation = self.read_generation(cache)
-                if _scope.depth:
-                    _scope.generation = generation
+                if scope is not None:
+                    scope.generation = generation
         except Exception:
             self._log_failure("revocation watermark cache unreadable; checking watermarks in the database")
             return _query(keys)
@@ -263,7 +277,7 @@ def watermarks_changed() -> None:
     sends no signals (``QuerySet.update()``, raw SQL).
     """
     watermark_cache.clear()
-    _scope.generation = None
+    _forget_scope_generation()
     cache = shared_cache()
     if cache is None:
         return
@@ -282,7 +296,7 @@ def _on_watermark_write(sender, instance, using: str, **kwargs) -> None:
     _pending.add(using)
     # Also dropped now, so this process's other threads do not keep a copy past the commit.
     watermark_cache.clear()
-    _scope.generation = None
+    _forget_scope_generation()
     transaction.on_commit(watermarks_changed, using=using)
 
 

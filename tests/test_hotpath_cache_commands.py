@@ -10,6 +10,7 @@ several tokens reads the generation once.
 
 from __future__ import annotations
 
+import contextvars
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,12 @@ from django.core.cache import caches
 
 from oauth_provider.models import RevocationWatermark
 from oauth_provider.revocation import RevocationTarget, record_watermark
-from oauth_provider.watermark_cache import GENERATION_KEY
+from oauth_provider.watermark_cache import (
+    GENERATION_KEY,
+    generation_key_to_read_with,
+    generation_read,
+    request_scope,
+)
 from tests.hotpath_counts import RedisCommands, hot_path_requests
 from tests.test_endpoints_support import URLCONF
 from tests.test_hotpath_queries import provider_models, shared_cache_settings
@@ -112,3 +118,19 @@ def test_rate_limit_and_watermarks_in_different_caches_are_read_apart(world, set
     assert redis_commands.commands == ["MGET", "GET"]
     record_watermark(RevocationTarget(application_id=token.application_id))
     assert send["introspect_basic"]().json() == {"active": False}
+
+
+@pytest.mark.django_db
+def test_requests_interleaving_on_one_thread_each_read_their_own_generation(world):
+    """Under ASGI the sync code of several requests runs, interleaved, on one thread: what one
+    request read must not stand in for another's read."""
+    first, second = contextvars.copy_context(), contextvars.copy_context()
+    scope_of_first, scope_of_second = request_scope(), request_scope()
+    first.run(scope_of_first.__enter__)
+    first.run(generation_read, "read-by-the-first")
+    second.run(scope_of_second.__enter__)
+    assert second.run(generation_key_to_read_with, "default") == GENERATION_KEY
+    first.run(scope_of_first.__exit__, None, None, None)
+    assert second.run(generation_key_to_read_with, "default") == GENERATION_KEY
+    second.run(scope_of_second.__exit__, None, None, None)
+    assert generation_key_to_read_with("default") is None  # outside a request nothing is kept
