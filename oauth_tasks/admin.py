@@ -96,7 +96,7 @@ class MaintenanceRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="counts")
     def counts_display(self, run: MaintenanceRun) -> str:
-        counts = run.counts or {}
+        counts = run.total_counts
         if not counts:
             return "-"
         return format_html_join(mark_safe("<br>"), "{}: {}", sorted(counts.items()))

@@ -32,7 +32,7 @@ from oauth_provider.backends import OAuth2Backend, bearer_token_from_header
 
 from . import engine
 from .jobs import all_jobs
-from .models import MaintenanceRun, RunStatus
+from .models import MaintenanceRun, RunStatus, attach_lane_counts
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,8 @@ def serialize_run(request: HttpRequest, run: MaintenanceRun) -> dict[str, Any]:
         "dry_run": run.dry_run,
         "phase": run.phase,
         "cursor": run.cursor,
-        "counts": dict(run.counts or {}),
+        # The run's counts plus what its lanes counted in the phase under way, each row once.
+        "counts": run.total_counts,
         "total": run.total_processed,
         "batch_number": run.batch_number,
         "batch_size": run.batch_size,
@@ -303,7 +304,8 @@ def runs(request: HttpRequest, caller: Caller) -> JsonResponse:
         count = int(limit)
     else:
         return _bad_request(request, "limit", f"limit: must be an integer between 1 and {MAX_LIST_LIMIT}")
-    return JsonResponse({"runs": [serialize_run(request, run) for run in qs[:count]]})
+    runs = attach_lane_counts(qs[:count])  # every run's lane counts in one query
+    return JsonResponse({"runs": [serialize_run(request, run) for run in runs]})
 
 
 def _depth(value: Any) -> int:

@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 
 from .charts import bar_chart, line_chart
 from .health import check_cleanup
-from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus, TokenTableSnapshot
+from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus, TokenTableSnapshot, attach_lane_counts
 from .progress import RunProgress, run_progress
 
 CLEANUP_KIND = "cleanup"
@@ -34,7 +34,7 @@ def current_runs(now: datetime | None = None) -> list[tuple[MaintenanceRun, RunP
         .filter(finished_at__gte=now - RECENT)
         .order_by("-finished_at")[:10]
     )
-    return [(run, run_progress(run, now=now)) for run in active + recent]
+    return [(run, run_progress(run, now=now)) for run in attach_lane_counts(active + recent)]
 
 
 def poll_document(now: datetime | None = None) -> dict:
@@ -72,8 +72,8 @@ def removed_per_day_chart(now: datetime) -> SafeString:
     removed: dict = defaultdict(int)
     runs = MaintenanceRun.objects.filter(
         kind=CLEANUP_KIND, dry_run=False, finished_at__gte=now - timedelta(days=CHART_DAYS)
-    ).only("counts", "finished_at")
-    for run in runs:
+    ).only("counts", "finished_at", "lanes")
+    for run in attach_lane_counts(runs):
         removed[timezone.localdate(run.finished_at)] += run.total_processed
     return bar_chart(
         f"Rows removed by cleanup per day, last {CHART_DAYS} days",

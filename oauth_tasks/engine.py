@@ -25,6 +25,7 @@ import logging
 import math
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from oauth_provider.maintenance import DispatchUnavailable
 from . import lanes as lane_rules
 from . import pacing as pacing_rules
 from .jobs import get_job
+from .lock_timeout import batch_lock_timeout
 from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -317,7 +319,7 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
     ``chain=False`` enqueues nothing: a caller running the batches in its own process calls again.
     """
     started = time.monotonic()
-    with transaction.atomic():
+    with transaction.atomic(), ExitStack() as restore:
         run = _locked(run_id)
         if run is None:
             return BatchReport(run_id=run_id, outcome="missing")
@@ -328,7 +330,7 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
             status=run.status,
             phase=run.phase,
             batch_number=run.batch_number,
-            counts=dict(run.counts or {}),
+            counts=run.total_counts,
         )
         if run.status not in ACTIVE_STATUSES or run.batch_number != expected_batch_number:
             return report
@@ -358,7 +360,7 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
             run.batch_size = pacing_rules.clamp(
                 run.pacing.get("batch_size") or configured_size, pace, job.max_batch_size
             )
-            _set_lock_timeout(pace.lock_timeout_seconds)
+            restore.enter_context(batch_lock_timeout(pace))  # MySQL/MariaDB: back to before, after
         paced_size = run.batch_size
         counts = dict(run.counts or {})
         processed = 0
@@ -427,19 +429,13 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
 
     report.outcome = "finished" if finished else "ran"
     report.status, report.phase, report.batch_number = run.status, run.phase, run.batch_number
-    report.processed, report.counts, report.detail = processed, counts, detail
+    report.processed, report.detail = processed, detail
+    # A run split into lanes: what its lanes counted and did not yet fold in, too (one query).
+    report.counts = run.total_counts if run.lanes > 1 else counts
     if pace.enabled:
         report.pacing = run.pacing_state()
     report.duration = time.monotonic() - started
     return report
-
-
-def _set_lock_timeout(seconds: float) -> None:
-    """Make the batch's statements give up on a row lock after ``seconds`` (PostgreSQL, this
-    transaction only); the failed batch is retried smaller and the run records "lock wait"."""
-    if seconds > 0 and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
 
 
 def _slowed(state: dict[str, Any], reason: str, batch_number: int) -> None:
@@ -513,33 +509,41 @@ def _wait_for_replicas(run: MaintenanceRun, pace: pacing_rules.PacingSettings, *
 
 
 def record_batch_error(
-    run_id: int, expected_batch_number: int, error: BaseException, retry_in: float
-) -> bool:
+    run_id: int,
+    expected_batch_number: int,
+    error: BaseException,
+    retry_in: float,
+    failed_seconds: float = 0.0,
+) -> float | None:
     """A paced run's batch failed on a database error and is to be retried: halve its next size.
 
     The failed batch rolled back; this records, in a transaction of its own and only while the run
     still expects that batch, the smaller size, the retry's pause and the reason ("lock wait",
-    "deadlock", ...). False when the run is not paced or moved on.
+    "deadlock", ...). Returns the retry's countdown: the pacer's pause after a batch that took
+    ``failed_seconds`` (:func:`oauth_tasks.pacing.retry_pause`). None when the run is not paced or
+    moved on: the caller keeps its fixed back-off (``retry_in``).
     """
     with transaction.atomic():
         run = _locked(run_id)
         if run is None or run.status not in ACTIVE_STATUSES or run.batch_number != expected_batch_number:
-            return False
+            return None
         pace = pacing_rules.stored_settings(run.pacing)
         if not pace.enabled:
-            return False
+            return None
         job = get_job(run.kind)
         current = int((run.pacing or {}).get("batch_size") or run.batch_size)
         decision = pacing_rules.after_error(
             pace, current, pacing_rules.error_reason(error), job_max=job.max_batch_size
         )
+        pause = pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval)
         _record_decision(
             run,
-            pacing_rules.Decision(decision.batch_size, retry_in, decision.reason),
+            pacing_rules.Decision(decision.batch_size, pause, decision.reason),
             batch_number=run.batch_number,
         )
-        run.save(update_fields=["pacing"])
-    return True
+        run.next_batch_at = timezone.now() + timedelta(seconds=pause)
+        run.save(update_fields=["pacing", "next_batch_at"])
+    return pause
 
 
 def mark_failed(run_id: int, expected_batch_number: int, error: BaseException | str) -> bool:

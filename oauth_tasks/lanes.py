@@ -27,6 +27,7 @@ deleted only once no refresh token points at it) hold exactly as with one chain.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from datetime import timedelta
@@ -39,6 +40,7 @@ from django.utils import timezone
 
 from . import pacing as pacing_rules
 from .jobs import get_job
+from .lock_timeout import batch_lock_timeout
 from .models import ACTIVE_STATUSES, LaneStatus, MaintenanceLane, MaintenanceRun, RunStatus
 
 logger = logging.getLogger(__name__)
@@ -207,8 +209,57 @@ def _split(lane: MaintenanceLane, run: MaintenanceRun, job) -> MaintenanceLane |
     return new
 
 
+def _add_counts(lane: MaintenanceLane, outcome) -> None:
+    counts = dict(lane.counts or {})
+    counts[lane.phase] = counts.get(lane.phase, 0) + outcome.processed
+    for other_phase, count in outcome.other_counts.items():
+        counts[other_phase] = counts.get(other_phase, 0) + count
+    lane.counts = counts
+
+
+def _fold_phase(run: MaintenanceRun, lane: MaintenanceLane) -> None:
+    """Add the counts and times of every unfolded lane of ``lane``'s phase to the run row and mark
+    them folded (run row locked by the caller, ``lane`` saved by it): each row counted once."""
+    counts = dict(run.counts or {})
+    others = list(
+        MaintenanceLane.objects.filter(run=run, phase=lane.phase, folded=False)
+        .exclude(pk=lane.pk)
+        .values_list("pk", "counts", "busy_seconds", "slowest_batch_seconds")
+    )
+    rows = [] if lane.folded else [(lane.pk, lane.counts, lane.busy_seconds, lane.slowest_batch_seconds)]
+    for _, lane_counts, busy, slowest in rows + others:
+        for phase, value in (lane_counts or {}).items():
+            counts[phase] = counts.get(phase, 0) + int(value)
+        run.busy_seconds += busy
+        run.slowest_batch_seconds = max(run.slowest_batch_seconds, slowest)
+    run.counts = counts
+    lane.folded = True
+    MaintenanceLane.objects.filter(pk__in=[pk for pk, *_ in others]).update(folded=True)
+
+
+def _record_on_run(run_id: int, reason: str, *, batch_number: int, lane_state: dict[str, Any]) -> None:
+    """The pacer slowed a lane: say why on the run's ``pacing`` (run row locked here, lane first)."""
+    from .engine import _slowed
+
+    run = _locked_run(run_id)
+    state = dict(run.pacing or {})
+    state.update(lane_state)
+    state["waiting"] = False
+    if reason:
+        state["reason"] = reason
+        _slowed(state, reason, batch_number)
+    run.pacing = state
+    run.save(update_fields=["pacing"])
+
+
 def run_lane_batch(lane_id: int, expected_batch_number: int, *, chain: bool = True) -> dict[str, Any]:
-    """Run batch ``expected_batch_number`` of lane ``lane_id`` once; returns what it did."""
+    """Run batch ``expected_batch_number`` of lane ``lane_id`` once; returns what it did.
+
+    The batch's rows, time and the lane's next size are written to the lane row only. The run row
+    is locked (last, lane first) only when the run's state changes: the phase ends (the lanes'
+    counts are folded into the run and the run moves on), the lane splits, or the pacer slows the
+    lane (its reason is recorded on the run's ``pacing``).
+    """
     started = time.monotonic()
     with transaction.atomic():
         lane = _locked_lane(lane_id)
@@ -235,54 +286,48 @@ def run_lane_batch(lane_id: int, expected_batch_number: int, *, chain: bool = Tr
         size = lane.batch_size
         if pace.enabled:
             size = pacing_rules.clamp(size, pace, job.max_batch_size)
-            if _replicas_lag(pace):
-                lane.next_batch_at = timezone.now() + timedelta(seconds=pace.lag_recheck_seconds)
-                lane.heartbeat_at = timezone.now()
-                lane.save(update_fields=["next_batch_at", "heartbeat_at"])
-                if chain:
-                    _send_after_commit(lane, pace.lag_recheck_seconds)
+            if _wait_for_replicas(lane, run, pace, chain=chain):
                 report["outcome"] = "waiting"
                 return report
-            from .engine import _set_lock_timeout
-
-            _set_lock_timeout(pace.lock_timeout_seconds)
         run.batch_size = size  # jobs read the batch size from the run
-        outcome = job.run_lane_batch(run, lane.phase, lane.cursor, lane.hi)
+        with batch_lock_timeout(pace):
+            outcome = job.run_lane_batch(run, lane.phase, lane.cursor, lane.hi)
         if outcome.cursor is not None:
             lane.cursor = outcome.cursor
         processed = outcome.processed + sum(outcome.other_counts.values())
         lane.processed += processed
+        _add_counts(lane, outcome)
         lane.batch_number += 1
         elapsed = time.monotonic() - started
+        lane.busy_seconds += elapsed
+        lane.slowest_batch_seconds = max(lane.slowest_batch_seconds, elapsed)
         now = timezone.now()
         lane.heartbeat_at = now
 
-        # Last, and held only to commit: the run row, for its counts, splits and phase changes.
-        run = _locked_run(lane.run_id)
-        counts = dict(run.counts or {})
-        counts[lane.phase] = counts.get(lane.phase, 0) + outcome.processed
-        for other_phase, count in outcome.other_counts.items():
-            counts[other_phase] = counts.get(other_phase, 0) + count
-        run.counts = counts
-        run.busy_seconds += elapsed
-        run.slowest_batch_seconds = max(run.slowest_batch_seconds, elapsed)
-        run.heartbeat_at = now
-        if run.status == RunStatus.PENDING:
-            run.status, run.started_at = RunStatus.RUNNING, now
+        # The run row as committed now (no lock): a cancel since the batch began stops the lane.
+        run = MaintenanceRun.objects.get(pk=lane.run_id)
         others = MaintenanceLane.objects.filter(run=run, phase=lane.phase, status=LaneStatus.RUNNING).exclude(
             pk=lane.pk
         )
-        running = others.count() + (0 if outcome.phase_done else 1)
         finished_run = False
         if outcome.phase_done:
             lane.status, lane.next_batch_at = LaneStatus.DONE, None
-            if running == 0 and run.status in ACTIVE_STATUSES and not run.cancel_requested:
+            # A state change: the run row's lock, then (under it) the lanes still running.
+            run = _locked_run(lane.run_id)
+            if not others.exists() and run.status in ACTIVE_STATUSES and not run.cancel_requested:
+                _fold_phase(run, lane)
+                run.heartbeat_at = now
                 finished_run = _advance_run(run, job, now, chain=chain)
+                run.save()
         elif run.status not in ACTIVE_STATUSES or run.cancel_requested:
             lane.status, lane.next_batch_at = LaneStatus.STOPPED, None
         else:
-            if running < run.lanes and _split(lane, run, job) is not None:
-                running += 1
+            running = others.count() + 1
+            if running < run.lanes and _can_split(lane, run, job):
+                run = _locked_run(lane.run_id)  # a split changes the run's lanes: under its lock
+                running = others.count() + 1
+                if running < run.lanes and _split(lane, run, job) is not None:
+                    running += 1
             pause = run.interval
             if pace.enabled:
                 decision = pacing_rules.after_batch(
@@ -291,14 +336,18 @@ def run_lane_batch(lane_id: int, expected_batch_number: int, *, chain: bool = Tr
                 lane.batch_size = decision.batch_size
                 # The run's share of the database's time is one chain's: N lanes pause N times longer.
                 pause = decision.pause * max(1, running)
-                state = dict(run.pacing or {})
-                state.update(batch_size=decision.batch_size, pause=round(pause, 4), reason=decision.reason)
-                run.pacing = state
+                if decision.reason:
+                    _record_on_run(
+                        run.pk,
+                        decision.reason,
+                        batch_number=lane.batch_number - 1,
+                        lane_state={"batch_size": decision.batch_size, "pause": round(pause, 4)},
+                    )
             lane.next_batch_at = now + timedelta(seconds=pause)
             if chain:
                 _send_after_commit(lane, pause)
         lane.save()
-        run.save()
+    counts = run.total_counts
     report.update(
         outcome="finished" if finished_run else ("done" if lane.status == LaneStatus.DONE else "ran"),
         status=run.status,
@@ -310,13 +359,129 @@ def run_lane_batch(lane_id: int, expected_batch_number: int, *, chain: bool = Tr
     return report
 
 
-def _replicas_lag(pace: pacing_rules.PacingSettings) -> bool:
+def _can_split(lane: MaintenanceLane, run: MaintenanceRun, job) -> bool:
+    """Whether ``lane`` has more than two batches of keys left (checked again under the run's lock)."""
+    here = lane.cursor if lane.cursor is not None else lane.lo
+    top = lane.hi
+    if here is None or top is None:
+        bounds = job.lane_key_range(run, lane.phase)
+        if bounds is None:
+            return False
+        here = bounds[0] - 1 if here is None else here
+        top = bounds[1] if top is None else top
+    return top - int(here) > 2 * lane.batch_size
+
+
+def _wait_for_replicas(
+    lane: MaintenanceLane, run: MaintenanceRun, pace: pacing_rules.PacingSettings, *, chain: bool
+) -> bool:
+    """True, with the lane's same batch rescheduled, when a replica lags more than allowed.
+
+    The reason ("replica lag 7.0 s > 5 s") is recorded on the run's ``pacing`` as a single chain
+    records it, when the run is not already shown waiting for that reason.
+    """
     if pace.max_replica_lag <= 0:
         return False
     from .replication import replica_lag
 
     lag = replica_lag()
-    return lag is not None and lag > pace.max_replica_lag
+    known = lag is not None and math.isfinite(lag)
+    if lag is None or lag <= pace.max_replica_lag:
+        if (run.pacing or {}).get("waiting"):
+            with_lock = _locked_run(run.pk)
+            state = dict(with_lock.pacing or {})
+            if state.get("waiting"):
+                state.update(waiting=False, reason="", replica_lag=round(lag, 3) if known else None)
+                with_lock.pacing = state
+                with_lock.save(update_fields=["pacing"])
+        return False
+    reason = (
+        pacing_rules.lag_reason(lag, pace.max_replica_lag)
+        if known
+        else ("replica lag unknown: replication stopped")
+    )
+    now = timezone.now()
+    lane.next_batch_at = now + timedelta(seconds=pace.lag_recheck_seconds)
+    lane.heartbeat_at = now
+    lane.save(update_fields=["next_batch_at", "heartbeat_at"])
+    state = dict(run.pacing or {})
+    if not (state.get("waiting") and state.get("reason") == reason):
+        from .engine import _slowed
+
+        locked = _locked_run(run.pk)
+        state = dict(locked.pacing or {})
+        if not state.get("waiting"):
+            _slowed(state, reason, lane.batch_number)
+        state.update(waiting=True, reason=reason, pause=pace.lag_recheck_seconds)
+        state["replica_lag"] = round(lag, 3) if known else None
+        state["waits"] = int(state.get("waits") or 0) + 1
+        locked.pacing = state
+        locked.save(update_fields=["pacing"])
+    if chain:
+        _send_after_commit(lane, pace.lag_recheck_seconds)
+    logger.info(
+        "maintenance lane waiting run=%s phase=%s lane=%s batch=%s reason=%s",
+        run.pk,
+        lane.phase,
+        lane.index,
+        lane.batch_number,
+        reason,
+        extra={"run_id": run.pk, "phase": lane.phase, "event": "waiting", "reason": reason},
+    )
+    return True
+
+
+def record_lane_batch_error(
+    lane_id: int,
+    expected_batch_number: int,
+    error: BaseException,
+    retry_in: float,
+    failed_seconds: float = 0.0,
+) -> float | None:
+    """A paced lane's batch failed on a database error and is retried: halve the lane's next size.
+
+    The same rule as :func:`oauth_tasks.engine.record_batch_error` for a run's chain: in a
+    transaction of its own (lane row first, then the run row), while the lane still expects that
+    batch, the lane's size halves and the run's ``pacing`` records the reason ("lock wait", ...).
+    Returns the countdown of the retry: the pacer's pause after a batch that took
+    ``failed_seconds``, times the lanes running, at most ``pacing.MAX_RETRY_PAUSE``; None when the
+    run is not paced or the lane moved on (the caller keeps its fixed back-off).
+    """
+    from .engine import _slowed
+
+    with transaction.atomic():
+        lane = _locked_lane(lane_id)
+        if lane is None or lane.status != LaneStatus.RUNNING or lane.batch_number != expected_batch_number:
+            return None
+        run = MaintenanceRun.objects.get(pk=lane.run_id)
+        pace = pacing_rules.stored_settings(run.pacing)
+        if not pace.enabled or run.status not in ACTIVE_STATUSES:
+            return None
+        job = get_job(run.kind)
+        reason = pacing_rules.error_reason(error)
+        decision = pacing_rules.after_error(pace, lane.batch_size, reason, job_max=job.max_batch_size)
+        running = MaintenanceLane.objects.filter(run=run, phase=lane.phase, status=LaneStatus.RUNNING).count()
+        pause = pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval, chains=max(1, running))
+        lane.batch_size = decision.batch_size
+        lane.next_batch_at = timezone.now() + timedelta(seconds=pause)
+        lane.save(update_fields=["batch_size", "next_batch_at"])
+        locked = _locked_run(run.pk)
+        state = dict(locked.pacing or {})
+        state.update(batch_size=decision.batch_size, pause=round(pause, 4), reason=reason, waiting=False)
+        _slowed(state, reason, lane.batch_number)
+        locked.pacing = state
+        locked.save(update_fields=["pacing"])
+    logger.info(
+        "maintenance lane slowed run=%s phase=%s lane=%s batch=%s reason=%s batch_size=%s",
+        run.pk,
+        lane.phase,
+        lane.index,
+        lane.batch_number,
+        reason,
+        decision.batch_size,
+        extra={"run_id": run.pk, "phase": lane.phase, "event": "slowed", "reason": reason},
+    )
+    return pause
 
 
 def _advance_run(run: MaintenanceRun, job, now, *, chain: bool) -> bool:

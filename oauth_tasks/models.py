@@ -62,7 +62,12 @@ class MaintenanceRun(models.Model):
 
     phase = models.CharField(max_length=64, blank=True, default="")
     cursor = models.JSONField(null=True, blank=True, help_text="Largest key done in the current phase.")
-    counts = models.JSONField(default=dict, blank=True, help_text="Rows processed per phase.")
+    counts = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Rows processed per phase by the run's own chain and by lanes of phases that ended; "
+        "read total_counts, which adds the lanes of the phase under way.",
+    )
     batch_number = models.PositiveIntegerField(
         default=0, help_text="Batches committed so far; the next message must carry this number."
     )
@@ -187,9 +192,32 @@ class MaintenanceRun(models.Model):
         """``stalled`` for a stalled run, else its status: what every view shows."""
         return STALLED if self.is_stalled else self.status
 
+    def lane_counts(self) -> dict[str, int]:
+        """Rows counted by lanes whose counts are not yet folded into ``counts`` (the phase under
+        way, or one a cancel or failure stopped), per phase; ``{}`` for a run of one chain."""
+        cached = getattr(self, "_lane_counts", None)
+        if cached is not None:
+            return dict(cached)
+        if self.lanes <= 1 or self.pk is None:
+            return {}
+        return lane_totals([self.pk]).get(self.pk, LaneTotals()).counts
+
+    @property
+    def total_counts(self) -> dict[str, int]:
+        """Rows processed per phase: the run's ``counts`` plus its lanes' unfolded counts.
+
+        Every row is in exactly one of the two: a lane keeps its rows on its own row until the
+        last lane of its phase folds all of them into ``counts`` and marks them folded, in one
+        transaction. What every page, payload and log line reports.
+        """
+        counts = dict(self.counts or {})
+        for phase, value in self.lane_counts().items():
+            counts[phase] = counts.get(phase, 0) + value
+        return counts
+
     @property
     def total_processed(self) -> int:
-        return sum(v for v in (self.counts or {}).values() if isinstance(v, int))
+        return sum(v for v in self.total_counts.values() if isinstance(v, int))
 
     @property
     def duration(self) -> timedelta | None:
@@ -213,7 +241,7 @@ class MaintenanceRun(models.Model):
             "stalled": self.is_stalled,
             "phase": self.phase,
             "batch_number": self.batch_number,
-            "counts": dict(self.counts or {}),
+            "counts": self.total_counts,
             "total": self.total_processed,
             "estimated_counts": dict(self.estimated_counts or {}),
             "estimated_total": self.estimated_total,
@@ -255,9 +283,11 @@ class MaintenanceLane(models.Model):
     """One chain of a laned run: the phase's keys in ``(lo, hi]``, walked by its own cursor.
 
     A run with ``lanes`` above 1 splits each phase into lanes; every lane is fenced by its own
-    batch number exactly as a run is by its own, and its rows are added to the run's counts in the
-    transaction of the batch that processed them. The run moves to the next phase when the last
-    lane of the phase is done.
+    batch number exactly as a run is by its own. A lane counts its rows on its own row, in the
+    transaction of the batch that processed them, so lanes never wait on each other for the run
+    row. The run moves to the next phase when the last lane of the phase is done; that lane folds
+    the phase's lane counts into the run's ``counts`` and marks them ``folded``, in the same
+    transaction, so each row is counted once (``MaintenanceRun.total_counts``).
     """
 
     run = models.ForeignKey(MaintenanceRun, on_delete=models.CASCADE, related_name="lane_set")
@@ -270,6 +300,14 @@ class MaintenanceLane(models.Model):
     batch_size = models.PositiveIntegerField(help_text="The lane's next batch size (paced runs adapt it).")
     status = models.CharField(max_length=16, choices=LaneStatus.choices, default=LaneStatus.RUNNING)
     processed = models.PositiveBigIntegerField(default=0)
+    counts = models.JSONField(
+        default=dict, blank=True, help_text="Rows this lane processed, per phase (its batches' counts)."
+    )
+    busy_seconds = models.FloatField(default=0.0, help_text="Time this lane spent inside batches.")
+    slowest_batch_seconds = models.FloatField(default=0.0, help_text="Duration of its longest batch.")
+    folded = models.BooleanField(
+        default=False, help_text="Its counts and times were added to the run's when its phase ended."
+    )
     split_from = models.PositiveIntegerField(null=True, blank=True, help_text="Index of the lane split.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     next_batch_at = models.DateTimeField(null=True, blank=True)
@@ -283,6 +321,42 @@ class MaintenanceLane(models.Model):
 
     def __str__(self) -> str:
         return f"lane {self.index} of run #{self.run_id} ({self.phase}, {self.status})"
+
+
+class LaneTotals:
+    """What a run's unfolded lanes hold: counts per phase, time in batches, slowest batch, last beat."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.busy_seconds = 0.0
+        self.slowest_batch_seconds = 0.0
+        self.heartbeat_at = None
+
+
+def lane_totals(run_ids) -> dict[int, LaneTotals]:
+    """Per run id, the sums over its lanes not yet folded into the run row (one query)."""
+    totals: dict[int, LaneTotals] = {}
+    rows = MaintenanceLane.objects.filter(run_id__in=list(run_ids), folded=False).values_list(
+        "run_id", "counts", "busy_seconds", "slowest_batch_seconds", "heartbeat_at"
+    )
+    for run_id, counts, busy, slowest, beat in rows:
+        total = totals.setdefault(run_id, LaneTotals())
+        for phase, value in (counts or {}).items():
+            total.counts[phase] = total.counts.get(phase, 0) + int(value)
+        total.busy_seconds += busy
+        total.slowest_batch_seconds = max(total.slowest_batch_seconds, slowest)
+        if beat is not None and (total.heartbeat_at is None or beat > total.heartbeat_at):
+            total.heartbeat_at = beat
+    return totals
+
+
+def attach_lane_counts(runs) -> list:
+    """Load the lane counts of many runs in one query, so ``total_counts`` of each asks no more."""
+    runs = list(runs)
+    totals = lane_totals(run.pk for run in runs if run.lanes > 1)
+    for run in runs:
+        run._lane_counts = totals.get(run.pk, LaneTotals()).counts
+    return runs
 
 
 class InstalledScheduleEntry(models.Model):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from oauth_provider.management.terminal import human_seconds
 
-from .models import MaintenanceRun, RunStatus
+from .models import LaneTotals, MaintenanceRun, RunStatus, lane_totals
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,13 @@ def run_progress(run: MaintenanceRun, *, now: datetime | None = None) -> RunProg
     eta = None
     if run.is_active and rate and total is not None:
         eta = max(0.0, (total - done) / rate)
-    since = (now - run.heartbeat_at).total_seconds() if run.heartbeat_at and run.is_active else None
+    beat = run.heartbeat_at
+    if run.lanes > 1 and run.is_active:
+        # Lane batches leave the run row alone: the last beat is the latest of its lanes'.
+        lane_beat = lane_totals([run.pk]).get(run.pk, LaneTotals()).heartbeat_at
+        if lane_beat is not None and (beat is None or lane_beat > beat):
+            beat = lane_beat
+    since = (now - beat).total_seconds() if beat and run.is_active else None
     return RunProgress(
         run_id=run.pk,
         kind=run.kind,

@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from oauth_provider.cleanup import GRANTS
-from oauth_provider.models import get_grant_model
+from oauth_provider.cleanup import ACCESS_TOKENS, GRANTS, ID_TOKENS
+from oauth_provider.models import get_access_token_model, get_grant_model, get_id_token_model
 from oauth_tasks import engine
 from oauth_tasks.conf import maintenance_settings
 from oauth_tasks.models import LaneStatus, MaintenanceLane, MaintenanceRun, RunStatus
@@ -42,7 +42,11 @@ def assert_lanes_tile_their_phases(run: MaintenanceRun) -> None:
         for below, above in zip(ordered, ordered[1:], strict=False):
             assert below.hi == above.lo, (phase, [(lane.lo, lane.hi) for lane in ordered])
         assert all(lane.status == LaneStatus.DONE for lane in lanes)
-        assert sum(lane.processed for lane in lanes) >= run.counts.get(phase, 0)
+        assert sum(lane.processed for lane in lanes) >= run.total_counts.get(phase, 0)
+    if run.status == RunStatus.SUCCEEDED:
+        # Every phase ended, so every lane's counts were folded into the run row, each once.
+        assert not MaintenanceLane.objects.filter(run=run, folded=False).exists()
+        assert run.counts == run.total_counts
 
 
 def dispatch_before_rows(cleanup_dataset, **kwargs):
@@ -62,7 +66,7 @@ def test_two_workers_and_two_lanes_delete_exactly_what_the_rules_select(worker_f
 
     assert run.status == RunStatus.SUCCEEDED, run.last_error
     assert run.lanes == 2
-    assert run.counts == expected_counts
+    assert run.total_counts == expected_counts
     assert ds.kept_now() == expected_kept
     assert not get_grant_model().objects.filter(pk__in=grant_ids).exists()
     assert MaintenanceLane.objects.filter(run=run, phase=GRANTS).count() >= 2
@@ -81,7 +85,7 @@ def test_a_laned_dry_run_counts_every_row_once(worker_factory, cleanup_dataset):
     run = wait_finished(run.pk)
 
     assert run.status == RunStatus.SUCCEEDED, run.last_error
-    assert run.counts == expected_counts
+    assert run.total_counts == expected_counts
     assert ds.snapshot() == before
     assert_lanes_tile_their_phases(run)
 
@@ -100,7 +104,7 @@ def test_a_lane_that_finishes_early_makes_another_split_its_range(worker_factory
     run = wait_finished(run.pk)
 
     assert run.status == RunStatus.SUCCEEDED, run.last_error
-    assert run.counts[GRANTS] == 20
+    assert run.total_counts[GRANTS] == 20
     assert set(get_grant_model().objects.filter(pk__in=ids).values_list("pk", flat=True)) == set(ids[:20])
     splits = MaintenanceLane.objects.filter(run=run, phase=GRANTS, split_from__isnull=False)
     assert splits.exists(), list(MaintenanceLane.objects.filter(run=run).values())
@@ -135,7 +139,7 @@ def test_a_worker_killed_mid_run_leaves_a_lane_the_watchdog_hands_to_the_other(
     done = wait_finished(run.pk)
 
     assert done.status == RunStatus.SUCCEEDED, done.last_error
-    assert done.counts == expected_counts
+    assert done.total_counts == expected_counts
     assert ds.kept_now() == expected_kept
     assert not get_grant_model().objects.filter(pk__in=grant_ids).exists()
     assert second.process.poll() is None
@@ -162,7 +166,7 @@ def test_cancel_stops_every_lane(worker_factory):
 
     assert cancelled.status == RunStatus.CANCELLED
     assert 0 < left < 60
-    assert cancelled.counts[GRANTS] == 60 - left
+    assert cancelled.total_counts[GRANTS] == 60 - left
     assert set(MaintenanceLane.objects.filter(run=run).values_list("status", flat=True)) <= {
         LaneStatus.STOPPED,
         LaneStatus.DONE,
@@ -248,7 +252,7 @@ def test_a_run_with_an_overdue_lane_is_stalled_everywhere_and_its_lanes_finish_i
             lanes.run_lane_batch(lane.pk, lane.batch_number, chain=False)
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED, run.last_error
-    assert run.counts[GRANTS] == 30
+    assert run.total_counts[GRANTS] == 30
     assert not get_grant_model().objects.filter(pk__in=ids).exists()
     assert_lanes_tile_their_phases(run)
 
@@ -274,6 +278,165 @@ def test_a_cancelled_laned_run_resumes_its_lanes_and_deletes_each_row_once(worke
     done = wait_finished(run.pk)
 
     assert done.status == RunStatus.SUCCEEDED, done.last_error
-    assert done.counts[GRANTS] == 40
+    assert done.total_counts[GRANTS] == 40
     assert not get_grant_model().objects.filter(pk__in=ids).exists()
     assert_lanes_tile_their_phases(done)
+
+
+# --- counts: each lane counts on its own row, the run reports each row once ---------------------
+
+
+def make_expired_phase_rows(count: int, now=None) -> dict[str, object]:
+    """``count`` expired access tokens (no refresh token), ID tokens (no access token) and grants,
+    and one live row of each; returns each phase's model."""
+    import uuid
+
+    from django.contrib.auth import get_user_model
+
+    from oauth_provider.models import get_application_model
+
+    now = now or engine.timezone.now()
+    user = get_user_model().objects.create(username=f"phases-{uuid.uuid4().hex[:8]}")
+    app = get_application_model().objects.create(
+        name="phases-app",
+        client_type="public",
+        authorization_grant_type="authorization-code",
+        redirect_uris="https://example.com/cb",
+    )
+    access, id_token = get_access_token_model(), get_id_token_model()
+    for expires in [now - timedelta(minutes=1)] * count + [now + timedelta(days=1)]:
+        access.objects.create(user=user, application=app, token=uuid.uuid4().hex, expires=expires)
+        id_token.objects.create(user=user, application=app, expires=expires)
+    make_expired_grants(count, now)
+    get_grant_model().objects.filter(pk=make_expired_grants(1, now)[0]).update(
+        expires=now + timedelta(days=1)
+    )
+    return {ACCESS_TOKENS: access, ID_TOKENS: id_token, GRANTS: get_grant_model()}
+
+
+def deleted_per_phase(models: dict[str, object], before: dict[str, int]) -> dict[str, int]:
+    return {phase: before[phase] - model.objects.count() for phase, model in models.items()}
+
+
+def test_a_laned_run_reports_each_deleted_row_once_after_every_batch_splits_and_phase_ends(db):
+    """Lane batches driven one at a time in this process: after every batch the run's reported
+    counts (the row, the progress document, the API's serializer) equal the rows deleted so far,
+    per phase, through splits, phase ends (where the lanes' counts are folded into the run row)
+    and duplicate messages."""
+    from django.test import RequestFactory
+
+    from oauth_tasks import lanes
+    from oauth_tasks.api import serialize_run
+
+    models = make_expired_phase_rows(24)
+    before = {phase: model.objects.count() for phase, model in models.items()}
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=3, interval=0, lanes=2, enqueue=False)
+    request = RequestFactory().get("/")
+
+    def check(current: MaintenanceRun) -> None:
+        deleted = deleted_per_phase(models, before)
+        reported = current.total_counts
+        assert {phase: reported.get(phase, 0) for phase in models} == deleted
+        assert current.progress()["counts"] == reported
+        assert serialize_run(request, current)["counts"] == reported
+        assert current.total_processed == sum(reported.values())
+
+    phases_laned = set()
+    while True:
+        run.refresh_from_db()
+        check(run)
+        if run.status != RunStatus.RUNNING and run.batch_number > 0:
+            break
+        running = list(MaintenanceLane.objects.filter(run=run, phase=run.phase, status=LaneStatus.RUNNING))
+        if not running:
+            engine.run_batch(run.pk, run.batch_number, chain=False)
+            continue
+        phases_laned.add(run.phase)
+        # The lowest lane first, to its end: then the other one has it all left and splits.
+        lane = min(running, key=lambda lane: lane.index)
+        lanes.run_lane_batch(lane.pk, lane.batch_number, chain=False)
+        # The same message again, and the lane's first one: stale, they do nothing.
+        assert lanes.run_lane_batch(lane.pk, lane.batch_number, chain=False)["outcome"] == "stale"
+        if lane.batch_number:
+            assert lanes.run_lane_batch(lane.pk, 0, chain=False)["outcome"] == "stale"
+
+    assert run.status == RunStatus.SUCCEEDED, run.last_error
+    assert phases_laned >= {ACCESS_TOKENS, ID_TOKENS, GRANTS}
+    assert {phase: run.counts[phase] for phase in models} == {phase: 24 for phase in models}
+    assert MaintenanceLane.objects.filter(run=run, split_from__isnull=False).exists()
+    # Nothing counted twice: every lane folded, the run row alone holds the counts.
+    assert run.counts == run.total_counts
+    assert_lanes_tile_their_phases(run)
+
+
+@pytest.mark.worker
+def test_a_two_worker_laned_run_reports_the_rows_it_deleted_per_phase(worker_factory):
+    models = make_expired_phase_rows(30)
+    before = {phase: model.objects.count() for phase, model in models.items()}
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=2, interval=0, lanes=2)
+    worker_factory()
+    worker_factory()
+    done = wait_finished(run.pk)
+
+    assert done.status == RunStatus.SUCCEEDED, done.last_error
+    deleted = deleted_per_phase(models, before)
+    assert deleted == {phase: 30 for phase in models}
+    assert {phase: done.total_counts[phase] for phase in models} == deleted
+    assert {phase: done.counts[phase] for phase in models} == deleted
+    assert done.progress()["total"] == sum(done.total_counts.values())
+    assert {
+        phase for phase in models if MaintenanceLane.objects.filter(run=done, phase=phase).count() >= 2
+    } == set(models)
+    assert_lanes_tile_their_phases(done)
+
+
+def test_a_lane_batch_leaves_the_run_row_unlocked_until_its_phase_ends(db):
+    """Another connection holds the run row's lock; a lane batch that neither ends its phase nor
+    splits nor slows still commits (it would wait for the lock if it wrote to the run row)."""
+    from django.db import connection
+
+    from oauth_tasks import lanes
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite locks the whole database for a write, not rows")
+    make_expired_grants(40)
+    run, _ = engine.dispatch(
+        "cleanup", {"only": "grants"}, trigger="test", batch_size=2, interval=0, lanes=2, enqueue=False
+    )
+    engine.run_batch(run.pk, 0, chain=False)
+    lane = MaintenanceLane.objects.filter(run=run, phase=GRANTS).order_by("index").first()
+    holder = _other_connection()
+    try:
+        _lock_run_row(holder, run.pk)
+        report = lanes.run_lane_batch(lane.pk, 0, chain=False)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert report["outcome"] == "ran" and report["processed"] == 2
+    lane.refresh_from_db()
+    assert lane.counts == {GRANTS: 2} and lane.batch_number == 1
+    assert run_status(run.pk).total_counts[GRANTS] == 2
+
+
+def _other_connection():
+    """A second connection to the test database, outside Django's (its own transaction)."""
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        keys = ("host", "port", "user", "password", "dbname")
+        return psycopg.connect(**{key: value for key, value in params.items() if key in keys})
+    import MySQLdb
+
+    keys = ("host", "port", "user", "passwd", "password", "db", "database")
+    return MySQLdb.connect(**{key: value for key, value in params.items() if key in keys})
+
+
+def _lock_run_row(holder, run_id: int) -> None:
+    table = MaintenanceRun._meta.db_table
+    cursor = holder.cursor()
+    if hasattr(holder, "autocommit") and callable(holder.autocommit):
+        holder.autocommit(False)
+    cursor.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [run_id])
