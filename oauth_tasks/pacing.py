@@ -222,6 +222,20 @@ def after_error(
     return Decision(clamp(batch_size // 2, settings, job_max), 0.0, reason)
 
 
+#: The longest pause before a failed batch's retry, paced or not (the fixed back-off's cap too).
+MAX_RETRY_PAUSE = 60.0
+
+
+def retry_pause(
+    settings: PacingSettings, failed_seconds: float, *, interval: float = 0.0, chains: int = 1
+) -> float:
+    """The pause before retrying a batch that failed after ``failed_seconds`` (a lock wait lasts the
+    lock timeout): the duty-cycle pause after a batch that long, at least ``interval``, times the
+    ``chains`` sharing the run (lanes), at most ``MAX_RETRY_PAUSE``."""
+    pause = max(float(interval), duty_cycle_pause(failed_seconds, settings.max_busy_share))
+    return min(MAX_RETRY_PAUSE, pause * max(1, chains))
+
+
 def lag_reason(lag: float, limit: float) -> str:
     return f"replica lag {lag:.1f} s > {limit:g} s"
 

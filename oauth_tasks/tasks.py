@@ -7,6 +7,7 @@ Tasks are thin: the engine does the work and keeps the state in the database. Al
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -14,6 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError
 
 from . import engine
+from .pacing import MAX_RETRY_PAUSE
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +41,16 @@ BATCH_TASK_OPTIONS: dict[str, Any] = {
 
 
 def _run_or_retry(task, work, *, what: str, key: tuple[str, int], batch_number: int, fail, before_retry=None):
-    """Run one batch's ``work``; a database error or soft time limit is retried with back-off
-    (``before_retry`` hears of it first), and once the retries are spent, or on any other error (a
-    bug or bad data: retrying would fail the same way), ``fail`` records why and it is raised."""
+    """Run one batch's ``work``; a database error or soft time limit is retried with back-off, and
+    once the retries are spent, or on any other error (a bug or bad data: retrying would fail the
+    same way), ``fail`` records why and it is raised.
+
+    ``before_retry(exc, countdown, failed_seconds)`` hears of a retried error first: a paced run's
+    pacer halves the next batch, records the reason and returns its own pause, which replaces the
+    fixed back-off (2, 4, 8... s); None keeps the fixed one (pacing off, or the batch moved on).
+    """
     name, ident = key
+    started = time.monotonic()
     try:
         return work()
     except (DatabaseError, InterfaceError, SoftTimeLimitExceeded) as exc:
@@ -50,17 +58,21 @@ def _run_or_retry(task, work, *, what: str, key: tuple[str, int], batch_number: 
 
         close_old_connections()
         if task.request.retries < task.max_retries:
-            countdown = min(60, 2 ** (task.request.retries + 1))
+            countdown: float = min(MAX_RETRY_PAUSE, 2 ** (task.request.retries + 1))
             if before_retry is not None:
                 try:
-                    before_retry(exc, countdown)
+                    paced = before_retry(exc, countdown, time.monotonic() - started)
                 except (DatabaseError, InterfaceError):
                     close_old_connections()
+                else:
+                    if paced is not None:
+                        countdown = min(MAX_RETRY_PAUSE, max(0.0, paced))
             logger.warning(
-                f"maintenance {what} retry {name}=%s batch=%s error=%s",
+                f"maintenance {what} retry {name}=%s batch=%s error=%s countdown=%.2fs",
                 ident,
                 batch_number,
                 type(exc).__name__,
+                countdown,
                 extra={f"{name}_id": ident, "event": "batch_retry"},
             )
             raise task.retry(exc=exc, countdown=countdown) from exc
@@ -151,7 +163,9 @@ def run_batch(self, run_id: int, batch_number: int) -> dict[str, Any]:
         batch_number=batch_number,
         fail=lambda exc: engine.mark_failed(run_id, batch_number, exc),
         # a paced run takes the failure as a signal: the retry runs with half the rows
-        before_retry=lambda exc, countdown: engine.record_batch_error(run_id, batch_number, exc, countdown),
+        before_retry=lambda exc, countdown, failed: engine.record_batch_error(
+            run_id, batch_number, exc, countdown, failed
+        ),
     )
     _log_batch(report)
     meta = report.as_dict()
@@ -174,6 +188,10 @@ def run_lane_batch(self, lane_id: int, batch_number: int) -> dict[str, Any]:
         key=("lane", lane_id),
         batch_number=batch_number,
         fail=lambda exc: lanes.mark_lane_failed(lane_id, batch_number, exc),
+        # the same signal as a run's chain: the lane's retry runs with half the rows
+        before_retry=lambda exc, countdown, failed: lanes.record_lane_batch_error(
+            lane_id, batch_number, exc, countdown, failed
+        ),
     )
     logger.info(
         "maintenance lane batch run=%s phase=%s lane=%s batch=%s outcome=%s processed=%s duration=%.3fs",
@@ -189,6 +207,21 @@ def run_lane_batch(self, lane_id: int, batch_number: int) -> dict[str, Any]:
     if report["outcome"] in ("ran", "done", "finished"):
         self.update_state(state="PROGRESS", meta=report)
         self.send_event("task-progress", retry=False, **report)
+    if report["outcome"] == "finished":
+        counts = report.get("counts") or {}
+        logger.info(
+            "maintenance run %s run=%s total=%s counts=%s",
+            report.get("status"),
+            report.get("run_id"),
+            sum(counts.values()),
+            counts,
+            extra={
+                "run_id": report.get("run_id"),
+                "status": report.get("status"),
+                "counts": counts,
+                "event": "run_finished",
+            },
+        )
     return report
 
 

@@ -253,7 +253,13 @@ def test_a_row_lock_held_by_another_connection_halves_the_batch_and_records_lock
             {"only": "grants"},
             trigger="test",
             batch_size=20,
-            pacing={"lock_timeout_seconds": 0.2, "min_batch_size": 1, "max_replica_lag": 0},
+            # the retry's pause is the pacer's: 0.2 s of lock wait at a tenth of the time, 1.8 s
+            pacing={
+                "lock_timeout_seconds": 0.2,
+                "min_batch_size": 1,
+                "max_replica_lag": 0,
+                "max_busy_share": 0.1,
+            },
         )
 
         def backed_off():
