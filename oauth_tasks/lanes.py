@@ -10,8 +10,13 @@ deleted only once no refresh token points at it) hold exactly as with one chain.
   chain then waits (``next_batch_at`` empty): the lanes own the phase.
 * A lane's batch locks the lane row, checks its batch number (a duplicate or late message does
   nothing), runs one batch of the job over ``(cursor, hi]`` and, in the same transaction, adds the
-  rows to the run's counts under the run row's lock (taken last and held only to commit, so lanes
-  run their statements in parallel). Locks are always taken lane first, run second.
+  rows to the lane row's own counts. It leaves the run row alone unless the run's state changes:
+  the phase ends, the lane splits, or the pacer slows it (the reason goes on the run). Locks are
+  always taken lane first, run second.
+* Counts: the last lane of a phase folds every lane's counts of that phase into the run's
+  ``counts`` and marks the lanes ``folded``, in the transaction that moves the run on; readers use
+  ``MaintenanceRun.total_counts`` (the run's counts plus the lanes not folded), so each row is
+  counted once at any moment.
 * Rebalancing: while fewer lanes of the phase run than the run asked for (one finished early), a
   lane with more than two batches of keys left gives the upper half of what it has left to a new
   lane, decided under the run row's lock, so the split is seen by every other lane at once.
@@ -21,7 +26,9 @@ deleted only once no refresh token points at it) hold exactly as with one chain.
   current batch of a lane whose next batch is overdue and that no batch holds.
 * Pacing is the run's as a whole: a paced lane sizes its batches like a chain, and its pause is
   the pacer's pause times the lanes running, so the run's share of the database's time stays the
-  share one chain would take. Unpaced, each lane waits ``interval`` between its own batches.
+  share one chain would take. A retried database error halves the lane's next batch
+  (:func:`record_lane_batch_error`) and replica lag holds it, each recorded on the run's
+  ``pacing`` as for a chain. Unpaced, each lane waits ``interval`` between its own batches.
 """
 
 from __future__ import annotations
