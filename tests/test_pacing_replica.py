@@ -220,3 +220,90 @@ def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
     finally:
         worker.stop()
         redis_client.flushdb()
+
+
+DISPATCH_LANES = """
+from oauth_tasks.engine import dispatch
+run, _ = dispatch("cleanup", {"only": "grants"}, trigger="test", batch_size=1, interval=1, lanes=2,
+    pacing={"max_replica_lag": 2, "lag_recheck_seconds": 1, "target_batch_seconds": 300,
+            "min_batch_size": 1, "max_batch_size": 1})
+print(run.pk)
+"""
+
+
+def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes(
+    streaming_replica, celery_app, redis_client, tmp_path
+):
+    """The lag starts while two lanes are deleting: every lane stops, the run records the reason
+    on its pacing as a single chain does, and finishes by itself once the replica catches up."""
+    cluster = streaming_replica
+    primary, replica = cluster.primary_port, cluster.replica_port
+    cluster.sql(primary, f"CREATE DATABASE {DATABASE}", dbname="postgres")
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=cluster.url(primary),
+        REPLICA_DATABASE_URL=cluster.url(replica),
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LOG_LEVEL="INFO",
+    )
+    _manage(env, "migrate", "--no-input", "-v", "0")
+    _manage(env, "shell", "-c", SEED)
+    wait_until(
+        lambda: cluster.sql(replica, "SELECT count(*) FROM oauth_provider_grant")[0][0] == 35,
+        timeout=60,
+        message="the replica to catch up with the seed",
+    )
+
+    def grants_left() -> int:
+        return cluster.sql(primary, "SELECT count(*) FROM oauth_provider_grant")[0][0]
+
+    def lanes_under_way() -> int:
+        return cluster.sql(
+            primary, "SELECT count(*) FROM oauth_tasks_maintenancelane WHERE batch_number >= 1"
+        )[0][0]
+
+    redis_client.flushdb()
+    worker = WorkerProcess(env, tmp_path, "maintenance,celery", 2)
+    try:
+        worker.wait_ready(celery_app)
+        run_id = int(_manage(env, "shell", "-c", DISPATCH_LANES).strip().splitlines()[-1])
+        wait_until(lambda: lanes_under_way() >= 2, timeout=60, message="both lanes to be under way")
+
+        # From now on the standby applies every commit an hour late: the lanes' commits make it lag.
+        cluster.sql(replica, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", dbname="postgres")
+        cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
+        cluster.sql(primary, "CREATE TABLE lag_marker (at timestamptz DEFAULT now())")
+
+        def run_row() -> dict:
+            status, pacing, counts = cluster.sql(
+                primary,
+                "SELECT status, pacing, counts FROM oauth_tasks_maintenancerun WHERE id = %s",
+                [run_id],
+            )[0]
+            load = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
+            return {"status": status, "pacing": load(pacing), "counts": load(counts)}
+
+        wait_until(
+            lambda: run_row()["pacing"].get("waits", 0) >= 2,
+            timeout=60,
+            message="the lanes to wait on the lag",
+        )
+        waiting = run_row()
+        assert waiting["status"] == "running"
+        assert waiting["pacing"]["waiting"] is True
+        assert waiting["pacing"]["reason"].startswith("replica lag ")
+        assert waiting["pacing"]["reason"].endswith(" s > 2 s")
+        assert waiting["pacing"]["last_slowdown"]["reason"].startswith("replica lag ")
+        assert 5 < grants_left() < 35, "the lag must start while the lanes have rows left"
+
+        cluster.sql(replica, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
+        cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
+        wait_until(lambda: run_row()["status"] == "succeeded", timeout=180, message="the run to finish")
+        finished = run_row()
+        assert finished["counts"] == {"grants": 30}
+        assert finished["pacing"]["waiting"] is False
+        left = cluster.sql(primary, "SELECT code FROM oauth_provider_grant ORDER BY code")
+        assert [code for (code,) in left] == [f"live-{i}" for i in range(5)]
+    finally:
+        worker.stop()
+        redis_client.flushdb()
