@@ -408,6 +408,12 @@ def test_a_lane_batch_leaves_the_run_row_unlocked_until_its_phase_ends(db):
     holder = _other_connection()
     try:
         _lock_run_row(holder, run.pk)
+        # A batch that waited for the run row would fail on this bound instead of hanging.
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET lock_timeout = '5s'")
+            else:
+                cursor.execute("SET SESSION innodb_lock_wait_timeout = 5")
         report = lanes.run_lane_batch(lane.pk, 0, chain=False)
     finally:
         holder.rollback()
