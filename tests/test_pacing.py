@@ -235,7 +235,7 @@ def test_a_row_lock_held_by_another_connection_halves_the_batch_and_records_lock
     from oauth_provider.models import get_grant_model
 
     if connection.vendor != "postgresql":
-        pytest.skip("lock_timeout is PostgreSQL's; other backends wait their own lock timeout")
+        pytest.skip("PostgreSQL lock_timeout; MySQL and MariaDB: tests/test_lanes_pacing.py")
     ids = make_expired_grants(30)
     table = get_grant_model()._meta.db_table
     params = connection.get_connection_params()
