@@ -520,8 +520,10 @@ def record_batch_error(
     The failed batch rolled back; this records, in a transaction of its own and only while the run
     still expects that batch, the smaller size, the retry's pause and the reason ("lock wait",
     "deadlock", ...). Returns the retry's countdown: the pacer's pause after a batch that took
-    ``failed_seconds`` (:func:`oauth_tasks.pacing.retry_pause`). None when the run is not paced or
-    moved on: the caller keeps its fixed back-off (``retry_in``).
+    ``failed_seconds`` (:func:`oauth_tasks.pacing.retry_pause`), or the fixed back-off
+    ``retry_in`` (2, 4, 8... s) when that is longer, so a paced run rides out a lock held as long
+    as an unpaced one does before its retries are spent. None when the run is not paced or moved
+    on: the caller keeps its fixed back-off.
     """
     with transaction.atomic():
         run = _locked(run_id)
@@ -535,7 +537,7 @@ def record_batch_error(
         decision = pacing_rules.after_error(
             pace, current, pacing_rules.error_reason(error), job_max=job.max_batch_size
         )
-        pause = pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval)
+        pause = max(float(retry_in), pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval))
         _record_decision(
             run,
             pacing_rules.Decision(decision.batch_size, pause, decision.reason),

@@ -451,8 +451,10 @@ def record_lane_batch_error(
     transaction of its own (lane row first, then the run row), while the lane still expects that
     batch, the lane's size halves and the run's ``pacing`` records the reason ("lock wait", ...).
     Returns the countdown of the retry: the pacer's pause after a batch that took
-    ``failed_seconds``, times the lanes running, at most ``pacing.MAX_RETRY_PAUSE``; None when the
-    run is not paced or the lane moved on (the caller keeps its fixed back-off).
+    ``failed_seconds``, times the lanes running, at most ``pacing.MAX_RETRY_PAUSE``, or the fixed
+    back-off ``retry_in`` when that is longer (a paced lane tolerates a held lock as long as an
+    unpaced one); None when the run is not paced or the lane moved on (the caller keeps its fixed
+    back-off).
     """
     from .engine import _slowed
 
@@ -468,7 +470,10 @@ def record_lane_batch_error(
         reason = pacing_rules.error_reason(error)
         decision = pacing_rules.after_error(pace, lane.batch_size, reason, job_max=job.max_batch_size)
         running = MaintenanceLane.objects.filter(run=run, phase=lane.phase, status=LaneStatus.RUNNING).count()
-        pause = pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval, chains=max(1, running))
+        pause = max(
+            float(retry_in),
+            pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval, chains=max(1, running)),
+        )
         lane.batch_size = decision.batch_size
         lane.next_batch_at = timezone.now() + timedelta(seconds=pause)
         lane.save(update_fields=["batch_size", "next_batch_at"])
