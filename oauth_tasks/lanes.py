@@ -536,7 +536,10 @@ def mark_lane_failed(lane_id: int, expected_batch_number: int, error: BaseExcept
 def resume_lanes(run: MaintenanceRun) -> int:
     """Send again the current batch of every unfinished lane of the run's phase; how many.
 
-    Each lane in its own transaction, lane row first: the lock order every lane batch keeps.
+    Each lane in its own transaction, lane row first: the lock order every lane batch keeps. When
+    every lane of the phase is done (the run was cancelled while its last lane finished, so nothing
+    moved it on), the phase is folded into the run and the run moves on here: its next phase
+    starts, or it succeeds; 0 is returned then.
     """
     resumed = 0
     for lane_id in (
@@ -553,7 +556,35 @@ def resume_lanes(run: MaintenanceRun) -> int:
             lane.save(update_fields=["status", "next_batch_at", "heartbeat_at"])
             _send_after_commit(lane)
             resumed += 1
+    if resumed == 0:
+        _advance_finished_phase(run.pk, run.phase)
     return resumed
+
+
+def _advance_finished_phase(run_id: int, phase: str) -> bool:
+    """Move an active run on from ``phase`` when every lane of it is done; True if it did."""
+    with transaction.atomic():
+        run = _locked_run(run_id)
+        if run.status not in ACTIVE_STATUSES or run.cancel_requested or run.phase != phase:
+            return False
+        lanes = MaintenanceLane.objects.filter(run=run, phase=phase)
+        last = lanes.order_by("-pk").first()
+        if last is None or lanes.exclude(status=LaneStatus.DONE).exists():
+            return False
+        now = timezone.now()
+        _fold_phase(run, last)
+        last.save(update_fields=["folded"])
+        run.heartbeat_at = now
+        _advance_run(run, get_job(run.kind), now, chain=True)
+        run.save()
+    logger.info(
+        "maintenance lanes of a finished phase moved the run on run=%s phase=%s status=%s",
+        run.pk,
+        phase,
+        run.status,
+        extra={"run_id": run.pk, "event": "phase_resumed"},
+    )
+    return True
 
 
 def requeue_stalled_lanes(margin: float, *, limit: int = 100) -> list[int]:

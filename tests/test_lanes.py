@@ -283,6 +283,47 @@ def test_a_cancelled_laned_run_resumes_its_lanes_and_deletes_each_row_once(worke
     assert_lanes_tile_their_phases(done)
 
 
+def test_a_run_cancelled_as_its_last_lane_ends_moves_on_when_resumed(db, celery_app, monkeypatch):
+    """The cancel lands while the phase's last lane runs its last batch: the lane ends, the run
+    does not move on (it is cancelled). Resumed, nothing of the phase is left to send, so the run
+    moves on by itself (here: the last phase, so it succeeds) instead of staying active with no
+    batch to run."""
+    from oauth_tasks import lanes
+    from oauth_tasks.jobs import get_job
+
+    ids = make_expired_grants(6)
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=2, interval=0, lanes=2, enqueue=False)
+    engine.run_batch(run.pk, 0, chain=False)  # the empty phases, then the grants in two lanes
+    job = get_job("cleanup")
+    original = job.run_lane_batch
+
+    def cancelled_during_the_last_batch(*args, **kwargs):
+        outcome = original(*args, **kwargs)
+        if outcome.phase_done:
+            engine.cancel(run.pk, by="test")
+        return outcome
+
+    while True:
+        running = list(MaintenanceLane.objects.filter(run=run, phase=GRANTS, status=LaneStatus.RUNNING))
+        if not running:
+            break
+        if len(running) == 1:
+            monkeypatch.setattr(job, "run_lane_batch", cancelled_during_the_last_batch)
+        lanes.run_lane_batch(running[0].pk, running[0].batch_number, chain=False)
+    monkeypatch.setattr(job, "run_lane_batch", original)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.phase == GRANTS
+    assert not MaintenanceLane.objects.filter(run=run).exclude(status=LaneStatus.DONE).exists()
+    assert not get_grant_model().objects.filter(pk__in=ids).exists()
+
+    resumed = engine.resume(run.pk)
+    resumed.refresh_from_db()
+    assert resumed.status == RunStatus.SUCCEEDED, (resumed.status, resumed.last_error)
+    assert resumed.counts[GRANTS] == 6 and resumed.counts == resumed.total_counts
+    assert_lanes_tile_their_phases(resumed)
+
+
 # --- counts: each lane counts on its own row, the run reports each row once ---------------------
 
 
