@@ -257,6 +257,29 @@ def test_a_run_with_an_overdue_lane_is_stalled_everywhere_and_its_lanes_finish_i
     assert_lanes_tile_their_phases(run)
 
 
+def test_the_dashboards_mean_batch_of_a_laned_run_counts_every_lanes_batches(db):
+    """The chart's mean batch divides the run's time in batches (its lanes' folded in) by all its
+    batches: the run's own chain's and every lane's, not the run's own alone."""
+    from oauth_tasks import lanes
+    from oauth_tasks.dashboard import batch_duration_chart
+
+    make_expired_grants(30)
+    run, _ = engine.dispatch("cleanup", {}, trigger="test", batch_size=2, interval=0, lanes=2, enqueue=False)
+    engine.run_batch(run.pk, 0, chain=False)
+    while MaintenanceLane.objects.filter(run=run, status=LaneStatus.RUNNING).exists():
+        for lane in MaintenanceLane.objects.filter(run=run, status=LaneStatus.RUNNING):
+            lanes.run_lane_batch(lane.pk, lane.batch_number, chain=False)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.last_error
+    batches = run.batch_number + sum(
+        MaintenanceLane.objects.filter(run=run).values_list("batch_number", flat=True)
+    )
+    assert batches > 2 * run.batch_number
+    MaintenanceRun.objects.filter(pk=run.pk).update(busy_seconds=0.25 * batches)
+
+    assert f"<title>#{run.pk}: 0.25 s mean batch</title>" in str(batch_duration_chart())
+
+
 @pytest.mark.worker
 def test_a_cancelled_laned_run_resumes_its_lanes_and_deletes_each_row_once(worker_factory):
     ids = make_expired_grants(40)
