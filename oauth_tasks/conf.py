@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "PACING_TARGET_BATCH_SECONDS": 0.2,
     # Pacing: the largest share of wall time a run spends inside batches (0 < share <= 1); a batch
     # of d seconds is followed by a pause of d * (1 - share) / share seconds.
-    "PACING_MAX_BUSY_SHARE": 0.25,
+    "PACING_MAX_BUSY_SHARE": 0.35,
     # Pacing: bounds of the batch size (the job's own maximum still applies).
     "PACING_MIN_BATCH_SIZE": 100,
     "PACING_MAX_BATCH_SIZE": 10_000,

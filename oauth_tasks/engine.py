@@ -40,6 +40,7 @@ from oauth_provider.maintenance import DispatchUnavailable
 
 from . import lanes as lane_rules
 from . import pacing as pacing_rules
+from .deferred_checks import run_deferred_checks
 from .jobs import get_job
 from .lock_timeout import batch_lock_timeout
 from .models import ACTIVE_STATUSES, MaintenanceRun, RunStatus
@@ -319,6 +320,7 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
     ``chain=False`` enqueues nothing: a caller running the batches in its own process calls again.
     """
     started = time.monotonic()
+    outermost = not connection.in_atomic_block
     with transaction.atomic(), ExitStack() as restore:
         run = _locked(run_id)
         if run is None:
@@ -394,6 +396,7 @@ def run_batch(run_id: int, expected_batch_number: int, *, chain: bool = True) ->
                 # next phase starts in the same batch and a run with nothing to do ends at once.
                 break
 
+        run_deferred_checks(outermost=outermost)  # counted in the batch's time, not after it
         run.counts = counts
         run.batch_size = configured_size
         run.batch_number += 1

@@ -46,6 +46,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from . import pacing as pacing_rules
+from .deferred_checks import run_deferred_checks
 from .jobs import get_job
 from .lock_timeout import batch_lock_timeout
 from .models import ACTIVE_STATUSES, LaneStatus, MaintenanceLane, MaintenanceRun, RunStatus
@@ -268,6 +269,7 @@ def run_lane_batch(lane_id: int, expected_batch_number: int, *, chain: bool = Tr
     lane (its reason is recorded on the run's ``pacing``).
     """
     started = time.monotonic()
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
         lane = _locked_lane(lane_id)
         if lane is None:
@@ -299,6 +301,7 @@ def run_lane_batch(lane_id: int, expected_batch_number: int, *, chain: bool = Tr
         run.batch_size = size  # jobs read the batch size from the run
         with batch_lock_timeout(pace):
             outcome = job.run_lane_batch(run, lane.phase, lane.cursor, lane.hi)
+            run_deferred_checks(outermost=outermost)  # counted in the batch's time, not after it
         if outcome.cursor is not None:
             lane.cursor = outcome.cursor
         processed = outcome.processed + sum(outcome.other_counts.values())

@@ -37,7 +37,7 @@ class PacingSettings:
 
     enabled: bool = False
     target_batch_seconds: float = 0.2
-    max_busy_share: float = 0.25
+    max_busy_share: float = 0.35
     min_batch_size: int = 100
     max_batch_size: int = 10_000
     batch_size_step: int = 500
