@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "PACING": False,
     # Pacing: the batch duration the size is steered toward, in seconds (AIMD: a batch under it
     # grows the next by PACING_BATCH_SIZE_STEP rows, a batch over it halves the next).
-    "PACING_TARGET_BATCH_SECONDS": 0.2,
+    "PACING_TARGET_BATCH_SECONDS": 0.3,
     # Pacing: the largest share of wall time a run spends inside batches (0 < share <= 1); a batch
     # of d seconds is followed by a pause of d * (1 - share) / share seconds.
     "PACING_MAX_BUSY_SHARE": 0.35,

@@ -36,7 +36,7 @@ class PacingSettings:
     """How one run is paced; frozen on the run at dispatch (``MaintenanceRun.pacing["settings"]``)."""
 
     enabled: bool = False
-    target_batch_seconds: float = 0.2
+    target_batch_seconds: float = 0.3
     max_busy_share: float = 0.35
     min_batch_size: int = 100
     max_batch_size: int = 10_000
