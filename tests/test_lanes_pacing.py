@@ -2,8 +2,8 @@
 
 A lane batch feeds the pacer as a run's own chain does: a batch over the target or one that fails
 on a lock wait halves the lane's next batch, the reason is recorded on the run's ``pacing``, and a
-retried lock wait waits the pacer's pause, not the fixed 2, 4, 8 s back-off. On MySQL and MariaDB
-a paced batch sets ``innodb_lock_wait_timeout`` for itself and puts the previous value back.
+retried lock wait waits the pacer's pause (or the fixed back-off, when that is longer). On MySQL
+and MariaDB a paced batch sets ``innodb_lock_wait_timeout`` for itself and puts the previous value back.
 Waits are bounded polls on the database, never timing assertions.
 """
 
@@ -103,8 +103,8 @@ def test_a_paced_run_in_two_lanes_on_two_workers_shrinks_its_batches_and_says_wh
 def test_a_lane_batch_that_meets_a_held_row_lock_records_lock_wait_and_halves(worker_factory):
     """PostgreSQL (lock_timeout) or MariaDB/MySQL (innodb_lock_wait_timeout): another connection
     holds a lock on a row of one lane's range. That lane's batch gives up after the lock timeout,
-    its retry waits the pacer's pause (not 2, 4, 8 s), gets half the rows, the run says "lock
-    wait", and it finishes once the lock is released."""
+    its retry waits the pause the run recorded (the pacer's, or the back-off when longer), gets
+    half the rows, the run says "lock wait", and it finishes once the lock is released."""
     if connection.vendor not in ("postgresql", "mysql"):
         pytest.skip("SQLite has no row locks to wait on")
     ids = sorted(make_expired_grants(40))
@@ -159,7 +159,7 @@ def test_a_lane_batch_that_meets_a_held_row_lock_records_lock_wait_and_halves(wo
     assert not get_grant_model().objects.filter(pk__in=ids).exists()
     countdowns = retry_countdowns(worker.log_text())
     assert countdowns, worker.log_text()[-3000:]
-    # The retry waited the pacer's pause (what the run recorded), not the fixed 2, 4, 8 s.
+    # The retry waited what the run recorded: the pacer's pause, or the back-off when that is longer.
     assert recorded_pause in countdowns, (recorded_pause, countdowns)
     assert all(1.8 <= countdown <= pacing.MAX_RETRY_PAUSE for countdown in countdowns), countdowns
 
