@@ -85,7 +85,10 @@ def streaming_replica():
     if not versions:
         pytest.skip(f"no PostgreSQL server binaries under {PG_ROOT}")
     version = versions[-1]
-    primary_port = _free_port(5498)
+    # Each test process probes its own range: two processes probing the same one at once found
+    # the same port free, and the second cluster could not bind it.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    primary_port = _free_port(5498 + 20 * worker)
     replica_port = _free_port(primary_port + 1)
     suffix = uuid.uuid4().hex[:6]
     primary, replica = f"pacing_primary_{suffix}", f"pacing_replica_{suffix}"
@@ -150,10 +153,9 @@ SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
 """
 
 
-def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
-    streaming_replica, celery_app, redis_client, tmp_path
-):
-    cluster = streaming_replica
+def _seeded_primary(cluster) -> dict[str, str]:
+    """The project's schema and ``SEED`` on the primary, once the replica has them too; the
+    environment of a process of the project on that primary (``REPLICA_DATABASE_URL`` set)."""
     primary, replica = cluster.primary_port, cluster.replica_port
     cluster.sql(primary, f"CREATE DATABASE {DATABASE}", dbname="postgres")
     env = dict(os.environ)
@@ -170,6 +172,15 @@ def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
         timeout=60,
         message="the replica to catch up with the seed",
     )
+    return env
+
+
+def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
+    streaming_replica, celery_app, redis_client, tmp_path
+):
+    cluster = streaming_replica
+    primary, replica = cluster.primary_port, cluster.replica_port
+    env = _seeded_primary(cluster)
 
     # The standby now applies every commit an hour late; one more commit on the primary makes it lag.
     cluster.sql(replica, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", dbname="postgres")
@@ -238,21 +249,7 @@ def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes
     on its pacing as a single chain does, and finishes by itself once the replica catches up."""
     cluster = streaming_replica
     primary, replica = cluster.primary_port, cluster.replica_port
-    cluster.sql(primary, f"CREATE DATABASE {DATABASE}", dbname="postgres")
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=cluster.url(primary),
-        REPLICA_DATABASE_URL=cluster.url(replica),
-        DJANGO_SETTINGS_MODULE="config.settings",
-        LOG_LEVEL="INFO",
-    )
-    _manage(env, "migrate", "--no-input", "-v", "0")
-    _manage(env, "shell", "-c", SEED)
-    wait_until(
-        lambda: cluster.sql(replica, "SELECT count(*) FROM oauth_provider_grant")[0][0] == 35,
-        timeout=60,
-        message="the replica to catch up with the seed",
-    )
+    env = _seeded_primary(cluster)
 
     def grants_left() -> int:
         return cluster.sql(primary, "SELECT count(*) FROM oauth_provider_grant")[0][0]
