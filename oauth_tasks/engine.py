@@ -540,7 +540,7 @@ def record_batch_error(
         decision = pacing_rules.after_error(
             pace, current, pacing_rules.error_reason(error), job_max=job.max_batch_size
         )
-        pause = max(float(retry_in), pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval))
+        pause = pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval, backoff=retry_in)
         _record_decision(
             run,
             pacing_rules.Decision(decision.batch_size, pause, decision.reason),

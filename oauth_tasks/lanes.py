@@ -473,9 +473,8 @@ def record_lane_batch_error(
         reason = pacing_rules.error_reason(error)
         decision = pacing_rules.after_error(pace, lane.batch_size, reason, job_max=job.max_batch_size)
         running = MaintenanceLane.objects.filter(run=run, phase=lane.phase, status=LaneStatus.RUNNING).count()
-        pause = max(
-            float(retry_in),
-            pacing_rules.retry_pause(pace, failed_seconds, interval=run.interval, chains=max(1, running)),
+        pause = pacing_rules.retry_pause(
+            pace, failed_seconds, interval=run.interval, chains=max(1, running), backoff=retry_in
         )
         lane.batch_size = decision.batch_size
         lane.next_batch_at = timezone.now() + timedelta(seconds=pause)

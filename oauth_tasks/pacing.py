@@ -227,13 +227,20 @@ MAX_RETRY_PAUSE = 60.0
 
 
 def retry_pause(
-    settings: PacingSettings, failed_seconds: float, *, interval: float = 0.0, chains: int = 1
+    settings: PacingSettings,
+    failed_seconds: float,
+    *,
+    interval: float = 0.0,
+    chains: int = 1,
+    backoff: float = 0.0,
 ) -> float:
     """The pause before retrying a batch that failed after ``failed_seconds`` (a lock wait lasts the
     lock timeout): the duty-cycle pause after a batch that long, at least ``interval``, times the
-    ``chains`` sharing the run (lanes), at most ``MAX_RETRY_PAUSE``."""
+    ``chains`` sharing the run (lanes), at most ``MAX_RETRY_PAUSE``; or the task's fixed
+    ``backoff`` (2, 4, 8... s) when that is longer, so a paced run rides out a held lock as long as
+    an unpaced one before its retries are spent."""
     pause = max(float(interval), duty_cycle_pause(failed_seconds, settings.max_busy_share))
-    return min(MAX_RETRY_PAUSE, pause * max(1, chains))
+    return max(float(backoff), min(MAX_RETRY_PAUSE, pause * max(1, chains)))
 
 
 def lag_reason(lag: float, limit: float) -> str:

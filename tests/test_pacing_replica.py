@@ -41,6 +41,16 @@ class Replication:
     def url(self, port: int) -> str:
         return f"postgres://postgres@127.0.0.1:{port}/{DATABASE}"
 
+    def run_row(self, run_id: int) -> dict:
+        """Status, pacing and counts of a maintenance run, read on the primary."""
+        status, pacing, counts = self.sql(
+            self.primary_port,
+            "SELECT status, pacing, counts FROM oauth_tasks_maintenancerun WHERE id = %s",
+            [run_id],
+        )[0]
+        load = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
+        return {"status": status, "pacing": load(pacing), "counts": load(counts)}
+
     def sql(self, port: int, statement: str, params=(), dbname: str = DATABASE):
         import psycopg
 
@@ -196,20 +206,13 @@ def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
         worker.wait_ready(celery_app)
         run_id = int(_manage(env, "shell", "-c", DISPATCH).strip().splitlines()[-1])
 
-        def run_row() -> dict:
-            status, pacing, counts = cluster.sql(
-                primary,
-                "SELECT status, pacing, counts FROM oauth_tasks_maintenancerun WHERE id = %s",
-                [run_id],
-            )[0]
-            load = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
-            return {"status": status, "pacing": load(pacing), "counts": load(counts)}
-
         # It waits, says why, and looks again by itself (several times) without deleting anything.
         wait_until(
-            lambda: run_row()["pacing"].get("waits", 0) >= 3, timeout=60, message="the run to wait on the lag"
+            lambda: cluster.run_row(run_id)["pacing"].get("waits", 0) >= 3,
+            timeout=60,
+            message="the run to wait on the lag",
         )
-        waiting = run_row()
+        waiting = cluster.run_row(run_id)
         assert waiting["status"] == "running"
         assert waiting["pacing"]["waiting"] is True
         assert waiting["pacing"]["reason"].startswith("replica lag ")
@@ -221,8 +224,10 @@ def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
         # Lift the delay: the standby catches up, and the run carries on and finishes on its own.
         cluster.sql(replica, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
         cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
-        wait_until(lambda: run_row()["status"] == "succeeded", timeout=120, message="the run to finish")
-        finished = run_row()
+        wait_until(
+            lambda: cluster.run_row(run_id)["status"] == "succeeded", timeout=120, message="the run to finish"
+        )
+        finished = cluster.run_row(run_id)
         assert finished["counts"] == {"grants": 30}
         assert finished["pacing"]["waiting"] is False
         assert finished["pacing"]["last_slowdown"]["reason"].startswith("replica lag ")
@@ -271,21 +276,12 @@ def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes
         cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
         cluster.sql(primary, "CREATE TABLE lag_marker (at timestamptz DEFAULT now())")
 
-        def run_row() -> dict:
-            status, pacing, counts = cluster.sql(
-                primary,
-                "SELECT status, pacing, counts FROM oauth_tasks_maintenancerun WHERE id = %s",
-                [run_id],
-            )[0]
-            load = lambda value: json.loads(value) if isinstance(value, str) else value  # noqa: E731
-            return {"status": status, "pacing": load(pacing), "counts": load(counts)}
-
         wait_until(
-            lambda: run_row()["pacing"].get("waits", 0) >= 2,
+            lambda: cluster.run_row(run_id)["pacing"].get("waits", 0) >= 2,
             timeout=60,
             message="the lanes to wait on the lag",
         )
-        waiting = run_row()
+        waiting = cluster.run_row(run_id)
         assert waiting["status"] == "running"
         assert waiting["pacing"]["waiting"] is True
         assert waiting["pacing"]["reason"].startswith("replica lag ")
@@ -295,8 +291,10 @@ def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes
 
         cluster.sql(replica, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
         cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
-        wait_until(lambda: run_row()["status"] == "succeeded", timeout=180, message="the run to finish")
-        finished = run_row()
+        wait_until(
+            lambda: cluster.run_row(run_id)["status"] == "succeeded", timeout=180, message="the run to finish"
+        )
+        finished = cluster.run_row(run_id)
         assert finished["counts"] == {"grants": 30}
         assert finished["pacing"]["waiting"] is False
         left = cluster.sql(primary, "SELECT code FROM oauth_provider_grant ORDER BY code")
