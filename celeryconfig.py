@@ -45,6 +45,12 @@ task_routes = {"oauth_tasks.*": {"queue": "maintenance"}}
 # "(run=.., job=.., batch=..)" label. No "task-sent" events from the publisher: the watchdog, sent
 # by beat every minute and silent on the worker (send_events=False), would otherwise fill Flower's
 # task list with a SENT row a minute.
+# Celery's Django fixup closes the database connections around every task unless this is set;
+# with it, oauth_tasks.worker_connections applies Django's own rules instead (CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS), so a worker with DATABASE_CONN_MAX_AGE keeps its connection from one batch
+# to the next. The fixup still closes them every this many tasks, and after a pool process forks.
+CELERY_DB_REUSE_MAX = 1000
+
 worker_send_task_events = True
 task_send_sent_event = False
 

@@ -14,7 +14,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError
 
-from . import engine
+from . import engine, worker_connections  # noqa: F401 (its receivers manage the connections)
 from .pacing import MAX_RETRY_PAUSE
 
 logger = logging.getLogger(__name__)

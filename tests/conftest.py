@@ -315,8 +315,10 @@ def worker_factory(transactional_db, celery_app, redis_client, tmp_path):
     env = worker_env()
     workers: list[WorkerProcess] = []
 
-    def start(queues: str = "maintenance,celery", concurrency: int = 1, wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path, queues, concurrency)
+    def start(
+        queues: str = "maintenance,celery", concurrency: int = 1, wait: bool = True, **extra_env: str
+    ) -> WorkerProcess:
+        worker = WorkerProcess({**env, **extra_env}, tmp_path, queues, concurrency)
         workers.append(worker)
         if wait:
             worker.wait_ready(celery_app)
