@@ -290,6 +290,11 @@ def ensure_dot_venv(db) -> Path:
     return python
 
 
+#: What a worker process of a benchmark adds to its environment: it keeps its database connection
+#: from one batch to the next, as the compose file's services do (DATABASE_CONN_MAX_AGE=60).
+WORKER_ENV = {"DATABASE_CONN_MAX_AGE": "60"}
+
+
 def project_env(pg: Pg, dbname: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -430,7 +435,7 @@ def variant_ours_worker(pg: Pg, before: dict, batch_size: int, broker_url: str, 
     pg.recreate(db, db_name("template_ours"))
     redis.Redis.from_url(broker_url).flushall()
     env = project_env(
-        pg, db, CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, LOG_LEVEL="INFO"
+        pg, db, CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=broker_url, LOG_LEVEL="INFO", **WORKER_ENV
     )
     worker_log = workdir / f"worker-{time.time_ns()}.log"
     argv = [

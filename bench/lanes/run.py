@@ -51,7 +51,12 @@ def start_workers(count: int, env: dict, workdir: Path) -> list[tuple[subprocess
         ]  # fmt: skip
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                cwd=ROOT,
+                env={**env, **cleanup_bench.WORKER_ENV},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         workers.append((proc, log))
     deadline = time.monotonic() + 120

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE.parent / "cleanup"))
 
 import seed as shape  # noqa: E402
+from run import WORKER_ENV  # noqa: E402  (bench/cleanup/run.py: what a benchmark's worker adds)
 
 from config import run as project_run  # noqa: E402
 from config.embedded_redis import start_embedded_redis  # noqa: E402
@@ -162,7 +163,7 @@ def start_worker(env: dict, workdir: Path, name: str) -> Service:
         PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", "maintenance,celery", "-c", "1",
         "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
     ]  # fmt: skip
-    worker = Service(argv, {**env, "LOG_LEVEL": "INFO"}, workdir / f"worker-{name}.log")
+    worker = Service(argv, {**env, **WORKER_ENV, "LOG_LEVEL": "INFO"}, workdir / f"worker-{name}.log")
     deadline = time.monotonic() + 120
     while "ready." not in worker.logfile.read_text(errors="replace"):
         if worker.process.poll() is not None or time.monotonic() > deadline:
