@@ -1,13 +1,14 @@
-"""The replica-lag brake against a real PostgreSQL streaming replica.
+"""The replica-lag brake against a real replica: PostgreSQL streaming, MariaDB binlog replication.
 
-A primary and its standby are created for the test with ``pg_createcluster`` (the standby from
-``pg_basebackup -R``) on free ports, and dropped afterwards; the shared database server is not
-touched. The project (migrate, seed, dispatch) and a real worker run against that primary, with the
-standby configured as ``REPLICA_DATABASE_URL``. An artificial apply delay on the standby
-(``recovery_min_apply_delay``) makes it lag: the paced run must wait, saying why, without deleting
-anything, and finish by itself once the delay is lifted.
+Each test gets a primary and its replica of its own, on free ports, removed afterwards; the shared
+database servers are not touched. PostgreSQL's pair comes from ``pg_createcluster`` (the standby
+from ``pg_basebackup -R``) and lags by an apply delay (``recovery_min_apply_delay``); MariaDB's is
+two ``mariadbd`` processes on their own data directories, the second replicating from the first
+(GTID), and lags by ``MASTER_DELAY``. The project (migrate, seed, dispatch) and a real worker run
+against the primary, with the replica as ``REPLICA_DATABASE_URL``: the paced run must wait, saying
+why, without deleting anything, and finish by itself once the delay is lifted.
 
-It runs in the PostgreSQL pass of the suite (the clusters use the same PostgreSQL installation).
+Each server's pair runs in that server's pass of the suite (it uses the same installation).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +37,31 @@ PG_ROOT = Path("/usr/lib/postgresql")
 
 @dataclass
 class Replication:
+    """A PostgreSQL primary and its streaming standby."""
+
     version: str
     primary_port: int
     replica_port: int
 
     def url(self, port: int) -> str:
         return f"postgres://postgres@127.0.0.1:{port}/{DATABASE}"
+
+    def create_database(self) -> None:
+        self.sql(self.primary_port, f"CREATE DATABASE {DATABASE}", dbname="postgres")
+
+    def delay_replica(self, on: bool) -> None:
+        """The standby applies every commit an hour late (``on``), or at once again."""
+        if on:
+            self.sql(self.replica_port, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", dbname="postgres")
+        else:
+            self.sql(self.replica_port, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
+        self.sql(self.replica_port, "SELECT pg_reload_conf()", dbname="postgres")
+
+    def commit_on_primary(self) -> None:
+        self.sql(self.primary_port, "CREATE TABLE lag_marker (at timestamptz DEFAULT now())")
+
+    def replica_lag(self) -> float:
+        return float(self.sql(self.replica_port, STANDBY_LAG)[0][0] or 0)
 
     def run_row(self, run_id: int) -> dict:
         """Status, pacing and counts of a maintenance run, read on the primary."""
@@ -125,6 +147,131 @@ def streaming_replica():
             subprocess.run(["pg_dropcluster", version, name, "--stop"], capture_output=True, timeout=120)
 
 
+@dataclass
+class MariaDBReplication:
+    """Two ``mariadbd`` processes: a primary writing a binary log and a replica of it (GTID)."""
+
+    primary_port: int
+    replica_port: int
+
+    def url(self, port: int) -> str:
+        return f"mysql://root@127.0.0.1:{port}/{DATABASE}"
+
+    def run_row(self, run_id: int) -> dict:
+        return Replication.run_row(self, run_id)
+
+    def sql(self, port: int, statement: str, params=(), dbname: str = DATABASE, *, named: bool = False):
+        """The rows of ``statement``; as dicts by column name with ``named``."""
+        import MySQLdb
+
+        conn = MySQLdb.connect(host="127.0.0.1", port=port, user="root", password="", database=dbname)
+        try:
+            conn.autocommit(True)
+            cursor = conn.cursor()
+            cursor.execute(statement, params or None)
+            if not cursor.description:
+                return None
+            if named:
+                columns = [column[0] for column in cursor.description]
+                return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+            return list(cursor.fetchall())
+        finally:
+            conn.close()
+
+    def create_database(self) -> None:
+        self.sql(self.primary_port, f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4", dbname="mysql")
+
+    def delay_replica(self, on: bool) -> None:
+        """The replica applies every event an hour after the primary wrote it (``on``), or at once."""
+        delay = 3600 if on else 0
+        for statement in ("STOP SLAVE", f"CHANGE MASTER TO MASTER_DELAY = {delay}", "START SLAVE"):
+            self.sql(self.replica_port, statement, dbname="mysql")
+
+    def commit_on_primary(self) -> None:
+        self.sql(self.primary_port, "CREATE TABLE lag_marker (at timestamp DEFAULT current_timestamp)")
+
+    def replica_lag(self) -> float:
+        rows = self.sql(self.replica_port, "SHOW REPLICA STATUS", dbname="mysql", named=True)
+        return float(rows[0]["Seconds_Behind_Master"] or 0) if rows else 0.0
+
+
+def _mariadbd() -> str | None:
+    return shutil.which("mariadbd", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+
+
+@pytest.fixture
+def mariadb_replica():
+    """A MariaDB primary and its replica, both this test's own; stopped and deleted at teardown."""
+    from django.db import connection
+
+    if connection.vendor != "mysql":
+        pytest.skip("the MariaDB replica-lag test runs in the MariaDB pass (DATABASE_URL=mysql://...)")
+    server = _mariadbd()
+    if server is None or shutil.which("mariadb-install-db") is None:
+        pytest.skip("mariadbd or mariadb-install-db is not installed: no replica to lag")
+    if os.geteuid() != 0:
+        pytest.skip("the test's servers run as the mysql user, which needs root to arrange")
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    primary_port = _free_port(3396 + 20 * worker)
+    replica_port = _free_port(primary_port + 1)
+    base = Path(tempfile.mkdtemp(prefix="pacing-mariadb-"))
+    base.chmod(0o755)
+    shutil.chown(base, "mysql", "mysql")
+    servers: list[subprocess.Popen] = []
+    pair = MariaDBReplication(primary_port, replica_port)
+    try:
+        for server_id, port in ((1, primary_port), (2, replica_port)):
+            data = base / f"server{server_id}"
+            _run(
+                "mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=mysql",
+                "--auth-root-authentication-method=normal", "--skip-test-db",
+            )  # fmt: skip
+            argv = [
+                server, "--no-defaults", f"--datadir={data}", "--user=mysql", f"--port={port}",
+                "--bind-address=127.0.0.1", f"--socket={base}/server{server_id}.sock",
+                f"--pid-file={base}/server{server_id}.pid", f"--log-error={base}/server{server_id}.err",
+                f"--server-id={server_id}", "--innodb-buffer-pool-size=32M", "--skip-name-resolve",
+                *([f"--log-bin={data}/binlog"] if server_id == 1 else []),
+            ]  # fmt: skip
+            servers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        for port, process in zip((primary_port, replica_port), servers, strict=True):
+            while True:
+                try:
+                    pair.sql(port, "SELECT 1", dbname="mysql")
+                    break
+                except Exception:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log = next(base.glob("*.err"), None)
+                        raise RuntimeError(f"mariadbd on {port} did not start; see {log}") from None
+                    time.sleep(0.2)
+        pair.sql(
+            replica_port,
+            f"CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {primary_port},"
+            " MASTER_USER = 'root', MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos",
+            dbname="mysql",
+        )
+        pair.sql(replica_port, "START SLAVE", dbname="mysql")
+        yield pair
+    finally:
+        for process in servers:
+            process.terminate()
+        for process in servers:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def replica_pair(request):
+    """A primary and a replica of the server of this pass of the suite (the other is skipped)."""
+    name = "streaming_replica" if request.param == "postgresql" else "mariadb_replica"
+    return request.getfixturevalue(name)
+
+
 def _manage(env: dict, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -167,7 +314,7 @@ def _seeded_primary(cluster) -> dict[str, str]:
     """The project's schema and ``SEED`` on the primary, once the replica has them too; the
     environment of a process of the project on that primary (``REPLICA_DATABASE_URL`` set)."""
     primary, replica = cluster.primary_port, cluster.replica_port
-    cluster.sql(primary, f"CREATE DATABASE {DATABASE}", dbname="postgres")
+    cluster.create_database()
     env = dict(os.environ)
     env.update(
         DATABASE_URL=cluster.url(primary),
@@ -186,19 +333,16 @@ def _seeded_primary(cluster) -> dict[str, str]:
 
 
 def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
-    streaming_replica, celery_app, redis_client, tmp_path
+    replica_pair, celery_app, redis_client, tmp_path
 ):
-    cluster = streaming_replica
-    primary, replica = cluster.primary_port, cluster.replica_port
+    cluster = replica_pair
+    primary = cluster.primary_port
     env = _seeded_primary(cluster)
 
-    # The standby now applies every commit an hour late; one more commit on the primary makes it lag.
-    cluster.sql(replica, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", dbname="postgres")
-    cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
-    cluster.sql(primary, "CREATE TABLE lag_marker (at timestamptz DEFAULT now())")
-    wait_until(
-        lambda: (cluster.sql(replica, STANDBY_LAG)[0][0] or 0) > 3, timeout=60, message="the replica to lag"
-    )
+    # The replica now applies every commit an hour late; one more commit on the primary makes it lag.
+    cluster.delay_replica(True)
+    cluster.commit_on_primary()
+    wait_until(lambda: cluster.replica_lag() > 3, timeout=60, message="the replica to lag")
 
     redis_client.flushdb()
     worker = WorkerProcess(env, tmp_path, "maintenance,celery", 1)
@@ -221,9 +365,8 @@ def test_a_paced_run_waits_while_the_replica_lags_and_resumes_by_itself(
         assert waiting["counts"].get("grants", 0) == 0
         assert cluster.sql(primary, "SELECT count(*) FROM oauth_provider_grant")[0][0] == 35
 
-        # Lift the delay: the standby catches up, and the run carries on and finishes on its own.
-        cluster.sql(replica, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
-        cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
+        # Lift the delay: the replica catches up, and the run carries on and finishes on its own.
+        cluster.delay_replica(False)
         wait_until(
             lambda: cluster.run_row(run_id)["status"] == "succeeded", timeout=120, message="the run to finish"
         )
@@ -248,12 +391,12 @@ print(run.pk)
 
 
 def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes(
-    streaming_replica, celery_app, redis_client, tmp_path
+    replica_pair, celery_app, redis_client, tmp_path
 ):
     """The lag starts while two lanes are deleting: every lane stops, the run records the reason
     on its pacing as a single chain does, and finishes by itself once the replica catches up."""
-    cluster = streaming_replica
-    primary, replica = cluster.primary_port, cluster.replica_port
+    cluster = replica_pair
+    primary = cluster.primary_port
     env = _seeded_primary(cluster)
 
     def grants_left() -> int:
@@ -271,10 +414,9 @@ def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes
         run_id = int(_manage(env, "shell", "-c", DISPATCH_LANES).strip().splitlines()[-1])
         wait_until(lambda: lanes_under_way() >= 2, timeout=60, message="both lanes to be under way")
 
-        # From now on the standby applies every commit an hour late: the lanes' commits make it lag.
-        cluster.sql(replica, "ALTER SYSTEM SET recovery_min_apply_delay = '1h'", dbname="postgres")
-        cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
-        cluster.sql(primary, "CREATE TABLE lag_marker (at timestamptz DEFAULT now())")
+        # From now on the replica applies every commit an hour late: the lanes' commits make it lag.
+        cluster.delay_replica(True)
+        cluster.commit_on_primary()
 
         wait_until(
             lambda: cluster.run_row(run_id)["pacing"].get("waits", 0) >= 2,
@@ -289,8 +431,7 @@ def test_a_paced_run_in_lanes_waits_while_the_replica_lags_says_why_and_finishes
         assert waiting["pacing"]["last_slowdown"]["reason"].startswith("replica lag ")
         assert 5 < grants_left() < 35, "the lag must start while the lanes have rows left"
 
-        cluster.sql(replica, "ALTER SYSTEM RESET recovery_min_apply_delay", dbname="postgres")
-        cluster.sql(replica, "SELECT pg_reload_conf()", dbname="postgres")
+        cluster.delay_replica(False)
         wait_until(
             lambda: cluster.run_row(run_id)["status"] == "succeeded", timeout=180, message="the run to finish"
         )
