@@ -286,3 +286,44 @@ def test_a_batch_inside_a_transaction_leaves_its_planner_settings_as_it_found_th
         cur.execute("SHOW enable_bitmapscan")
         assert cur.fetchone()[0] == "on"
     assert result.deleted > 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the covering index exists on PostgreSQL only")
+def test_the_access_token_window_reads_keys_and_expiry_from_an_index_alone(populated):
+    """Rule 4's window (expired, nothing pointing at it, by key) needs no table read on PostgreSQL.
+
+    With nothing to delete the window walks every expired access token; through the primary key
+    each one is a heap visit for ``expires``. Index access is required here, since a few thousand
+    rows are cheapest read whole: among the indexes, the one carrying the key and the expiry must
+    answer without visiting the table once it is vacuumed (migration 0006).
+    """
+    access_model = get_access_token_model()
+    table = access_model._meta.db_table
+    with connection.cursor() as cur:
+        for model in (access_model, get_refresh_token_model()):
+            cur.execute(f"VACUUM ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+    plan = cleanup.CleanupPlan.from_settings()
+    window = cleanup._window_query(
+        access_model._base_manager.filter(cleanup.phase_predicate(cleanup.ACCESS_TOKENS, plan)), None, 100
+    )
+    sql, params = window.query.get_compiler("default").as_sql()
+    with connection.cursor() as cur:
+        cur.execute("SET enable_seqscan = off")
+        cur.execute("SET enable_bitmapscan = off")
+        try:
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            document = cur.fetchone()[0]
+        finally:
+            cur.execute("RESET enable_seqscan")
+            cur.execute("RESET enable_bitmapscan")
+    nodes, todo = [], [(json.loads(document) if isinstance(document, str) else document)[0]["Plan"]]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo.extend(node.get("Plans", []))
+    reads = [node for node in nodes if node.get("Relation Name") == table]
+    assert reads, nodes
+    for node in reads:
+        assert node["Node Type"] == "Index Only Scan", node
+        assert node["Index Name"] == "oauth_provider_accesstoken_id_expires", node
+        assert node["Heap Fetches"] == 0, node

@@ -107,3 +107,19 @@ def test_a_project_can_swap_the_application_model(tmp_path):
         "True",
         "False",
     ]
+
+
+@pytest.mark.django_db
+def test_access_tokens_have_a_key_index_carrying_the_expiry_on_postgresql_only():
+    table = get_access_token_model()._meta.db_table
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, table)
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexname = %s",
+                [table, "oauth_provider_accesstoken_id_expires"],
+            )
+            (definition,) = cursor.fetchone()
+            assert definition.endswith("(id) INCLUDE (expires)"), definition
+        else:
+            assert "oauth_provider_accesstoken_id_expires" not in indexes
