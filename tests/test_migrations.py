@@ -123,3 +123,40 @@ def test_access_tokens_have_a_key_index_carrying_the_expiry_on_postgresql_only()
             assert definition.endswith("(id) INCLUDE (expires)"), definition
         else:
             assert "oauth_provider_accesstoken_id_expires" not in indexes
+
+
+def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(tmp_path, fresh_database_url):
+    """``CREATE INDEX CONCURRENTLY`` interrupted leaves an invalid index; ``IF NOT EXISTS`` alone
+    would keep it, and the planner never uses an invalid index. The next ``migrate`` replaces it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the index and its concurrent build are PostgreSQL's")
+    import psycopg
+
+    env = dict(os.environ, DATA_DIR=str(tmp_path), DATABASE_URL=fresh_database_url)
+    index = "oauth_provider_accesstoken_id_expires"
+
+    def migrate(*target: str) -> None:
+        argv = [sys.executable, "manage.py", "migrate", *target, "-v0"]
+        subprocess.run(argv, cwd=ROOT, env=env, check=True)
+
+    def sql(statement: str) -> list[tuple]:
+        with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+            cursor = conn.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+
+    def validity() -> list[bool]:
+        query = "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        return [valid for (valid,) in sql(f"{query} WHERE c.relname = '{index}'")]
+
+    migrate()
+    assert validity() == [True]
+    migrate("oauth_provider", "0005")
+    assert validity() == []
+    # What an interrupted build leaves: an index under that name, marked invalid.
+    sql(f"CREATE INDEX {index} ON oauth_provider_accesstoken (id)")
+    sql(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass")
+    assert validity() == [False]
+    migrate()
+    assert validity() == [True]
+    ((definition,),) = sql(f"SELECT indexdef FROM pg_indexes WHERE indexname = '{index}'")
+    assert definition.endswith("(id) INCLUDE (expires)"), definition

@@ -10,7 +10,8 @@ PostgreSQL only, and only in the database: no model declares it, since a coverin
 (``INCLUDE``) would be a plain duplicate of the primary key elsewhere.
 
 It is built ``CONCURRENTLY`` (this migration is not atomic), so token issuance is not blocked on
-a large table while it builds. A project whose access token model is swapped has no table here:
+a large table while it builds; an invalid index left by an interrupted build is dropped and built
+again when the migration runs again. A project whose access token model is swapped has no table here:
 nothing is done.
 """
 
@@ -38,6 +39,16 @@ def create_index(apps, schema_editor) -> None:
     model = apps.get_model("oauth_provider", "AccessToken")
     quote = schema_editor.quote_name
     key, expires = model._meta.pk.column, model._meta.get_field("expires").column
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+            [INDEX_NAME],
+        )
+        found = cursor.fetchone()
+    if found and not found[0]:
+        # An interrupted concurrent build leaves an invalid index that IF NOT EXISTS would keep.
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(INDEX_NAME)}")
     schema_editor.execute(
         f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(INDEX_NAME)} "
         f"ON {quote(table)} ({quote(key)}) INCLUDE ({quote(expires)})"
