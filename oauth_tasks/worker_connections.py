@@ -3,7 +3,7 @@
 Celery's Django fixup closes every database connection before and after each task, whatever
 ``CONN_MAX_AGE`` says, unless ``CELERY_DB_REUSE_MAX`` is set (then it closes them every that many
 tasks). A maintenance run is hundreds of short batch tasks in a row, and a new PostgreSQL
-connection costs about 10 ms before its first query, which at 10,000 rows a batch is a tenth of a
+connection costs about 8 ms before its first query, which at 10,000 rows a batch is a twentieth of a
 fast batch. The project's ``celeryconfig`` sets ``CELERY_DB_REUSE_MAX``, and these receivers do
 what Django does at the start and end of a request: ``close_old_connections()``, which closes a
 connection past its ``CONN_MAX_AGE`` (at once with the default of 0, so nothing changes unless a

@@ -1,7 +1,7 @@
 """A worker keeps its database connection from one batch to the next when the deployment asks.
 
 Celery's Django fixup closes every connection around every task, whatever ``CONN_MAX_AGE`` says.
-A run is hundreds of short batch tasks, and a new connection costs about 10 ms on PostgreSQL, so
+A run is hundreds of short batch tasks, and a new connection costs about 8 ms on PostgreSQL, so
 the project lets Django's own rules decide instead (``oauth_tasks/worker_connections.py``). The
 worker here is real and runs with ``tests/connection_log_settings.py``, which writes down the
 process of every connection opened; the test counts those of the pool process.
