@@ -36,6 +36,9 @@ def current_runs(now: datetime | None = None) -> list[tuple[MaintenanceRun, RunP
         .filter(finished_at__gte=now - RECENT)
         .order_by("-finished_at")[:10]
     )
+    # A run that finished between the two reads is in both; the second read is the newer one.
+    finished = {run.pk for run in recent}
+    active = [run for run in active if run.pk not in finished]
     return [(run, run_progress(run, now=now)) for run in attach_lane_counts(active + recent)]
 
 

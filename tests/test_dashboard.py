@@ -85,6 +85,56 @@ def test_progress_mid_run_gives_percent_rate_and_eta():
 
 
 @pytest.mark.django_db
+def test_a_run_that_finishes_while_the_run_list_is_read_is_listed_once_as_finished():
+    """The list reads active runs, then recently finished ones: a run finishing in between (its
+    last batch committed by a worker) is in both reads. The page once showed it twice, one bar
+    stuck short of 100 %."""
+    from django.db import connection
+
+    from oauth_tasks.dashboard import current_runs
+
+    run = MaintenanceRun.objects.create(
+        kind="cleanup",
+        params={},
+        params_key="x",
+        status=RunStatus.RUNNING,
+        batch_size=10,
+        interval=0,
+        cutoff=timezone.now(),
+        trigger="admin",
+        started_at=timezone.now(),
+        counts={"grants": 3},
+        estimated_counts={"grants": 5},
+    )
+    table = connection.ops.quote_name(MaintenanceRun._meta.db_table)
+    finished = []
+
+    def finish_after_the_active_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if (
+            not finished
+            and sql.startswith("SELECT")
+            and table in sql
+            and "finished_at" not in sql.split("WHERE")[-1]
+        ):
+            finished.append(True)
+            with connection.cursor() as cursor:  # what the worker's last batch commits
+                cursor.execute(
+                    f"UPDATE {table} SET status = %s, finished_at = %s, counts = %s, active_key = NULL"
+                    " WHERE id = %s",
+                    [RunStatus.SUCCEEDED, timezone.now(), '{"grants": 5}', run.pk],
+                )
+        return result
+
+    with connection.execute_wrapper(finish_after_the_active_read):
+        listed = current_runs()
+
+    assert finished, "the active runs were never read"
+    rows = [(listed_run.pk, listed_run.status, progress.percent) for listed_run, progress in listed]
+    assert rows == [(run.pk, RunStatus.SUCCEEDED, 100.0)]
+
+
+@pytest.mark.django_db
 def test_a_run_beyond_its_estimate_shows_99_percent_until_it_finishes():
     run = MaintenanceRun(status=RunStatus.RUNNING, counts={"grants": 50}, estimated_counts={"grants": 10})
 
