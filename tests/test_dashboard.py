@@ -59,9 +59,9 @@ def test_dispatch_estimates_per_phase_what_the_run_then_deletes():
     assert run.busy_seconds >= run.slowest_batch_seconds
 
 
-@pytest.mark.django_db
-def test_progress_mid_run_gives_percent_rate_and_eta():
-    run = MaintenanceRun.objects.create(
+def running_cleanup(**fields) -> MaintenanceRun:
+    """A cleanup run row in the middle of its work, as a worker leaves it between two batches."""
+    return MaintenanceRun.objects.create(
         kind="cleanup",
         params={},
         params_key="x",
@@ -70,6 +70,13 @@ def test_progress_mid_run_gives_percent_rate_and_eta():
         interval=0,
         cutoff=timezone.now(),
         trigger="admin",
+        **fields,
+    )
+
+
+@pytest.mark.django_db
+def test_progress_mid_run_gives_percent_rate_and_eta():
+    run = running_cleanup(
         started_at=timezone.now() - timezone.timedelta(seconds=10),
         heartbeat_at=timezone.now(),
         counts={"access_tokens": 250},
@@ -93,19 +100,7 @@ def test_a_run_that_finishes_while_the_run_list_is_read_is_listed_once_as_finish
 
     from oauth_tasks.dashboard import current_runs
 
-    run = MaintenanceRun.objects.create(
-        kind="cleanup",
-        params={},
-        params_key="x",
-        status=RunStatus.RUNNING,
-        batch_size=10,
-        interval=0,
-        cutoff=timezone.now(),
-        trigger="admin",
-        started_at=timezone.now(),
-        counts={"grants": 3},
-        estimated_counts={"grants": 5},
-    )
+    run = running_cleanup(started_at=timezone.now(), counts={"grants": 3}, estimated_counts={"grants": 5})
     table = connection.ops.quote_name(MaintenanceRun._meta.db_table)
     finished = []
 
