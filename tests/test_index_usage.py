@@ -289,23 +289,29 @@ def test_a_batch_inside_a_transaction_leaves_its_planner_settings_as_it_found_th
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the covering index exists on PostgreSQL only")
-def test_the_access_token_window_reads_keys_and_expiry_from_an_index_alone(populated):
-    """Rule 4's window (expired, nothing pointing at it, by key) needs no table read on PostgreSQL.
+@pytest.mark.parametrize(
+    "phase, index",
+    [
+        (cleanup.ACCESS_TOKENS, "oauth_provider_accesstoken_id_expires"),
+        (cleanup.ID_TOKENS, "oauth_provider_idtoken_id_expires"),
+    ],
+)
+def test_the_window_of_rules_4_and_5_reads_keys_and_expiry_from_an_index_alone(populated, phase, index):
+    """Rule 4's and rule 5's windows (expired, nothing pointing at it, by key) need no table read.
 
-    With nothing to delete the window walks every expired access token; through the primary key
-    each one is a heap visit for ``expires``. Index access is required here, since a few thousand
-    rows are cheapest read whole: among the indexes, the one carrying the key and the expiry must
-    answer without visiting the table once it is vacuumed (migration 0006).
+    With nothing to delete a window walks every expired row; through the primary key each one is a
+    heap visit for ``expires``. Index access is required here, since a few thousand rows are
+    cheapest read whole: among the indexes, the one carrying the key and the expiry must answer
+    without visiting the table once it is vacuumed (migrations 0006 and 0007).
     """
-    access_model = get_access_token_model()
-    table = access_model._meta.db_table
+    model = cleanup.phase_model(phase)
+    table = model._meta.db_table
     with connection.cursor() as cur:
-        for model in (access_model, get_refresh_token_model()):
-            cur.execute(f"VACUUM ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+        for each in (get_id_token_model(), get_access_token_model(), get_refresh_token_model()):
+            cur.execute(f"VACUUM ANALYZE {connection.ops.quote_name(each._meta.db_table)}")
     plan = cleanup.CleanupPlan.from_settings()
-    window = cleanup._window_query(
-        access_model._base_manager.filter(cleanup.phase_predicate(cleanup.ACCESS_TOKENS, plan)), None, 100
-    )
+    rows = model._base_manager.filter(cleanup.phase_predicate(phase, plan))
+    window = cleanup._window_query(rows, None, 100)
     sql, params = window.query.get_compiler("default").as_sql()
     with connection.cursor() as cur:
         cur.execute("SET enable_seqscan = off")
@@ -325,5 +331,5 @@ def test_the_access_token_window_reads_keys_and_expiry_from_an_index_alone(popul
     assert reads, nodes
     for node in reads:
         assert node["Node Type"] == "Index Only Scan", node
-        assert node["Index Name"] == "oauth_provider_accesstoken_id_expires", node
+        assert node["Index Name"] == index, node
         assert node["Heap Fetches"] == 0, node

@@ -109,23 +109,34 @@ def test_a_project_can_swap_the_application_model(tmp_path):
     ]
 
 
+#: The indexes of a key carrying ``expires`` (PostgreSQL only): model, index, the migration before.
+COVERING_INDEXES = [
+    pytest.param(get_access_token_model, "oauth_provider_accesstoken_id_expires", "0005", id="access"),
+    pytest.param(get_id_token_model, "oauth_provider_idtoken_id_expires", "0006", id="id"),
+]
+
+
 @pytest.mark.django_db
-def test_access_tokens_have_a_key_index_carrying_the_expiry_on_postgresql_only():
-    table = get_access_token_model()._meta.db_table
+@pytest.mark.parametrize("get_model, index, _before", COVERING_INDEXES)
+def test_tokens_have_a_key_index_carrying_the_expiry_on_postgresql_only(get_model, index, _before):
+    table = get_model()._meta.db_table
     with connection.cursor() as cursor:
         indexes = connection.introspection.get_constraints(cursor, table)
         if connection.vendor == "postgresql":
             cursor.execute(
                 "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexname = %s",
-                [table, "oauth_provider_accesstoken_id_expires"],
+                [table, index],
             )
             (definition,) = cursor.fetchone()
             assert definition.endswith("(id) INCLUDE (expires)"), definition
         else:
-            assert "oauth_provider_accesstoken_id_expires" not in indexes
+            assert index not in indexes
 
 
-def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(tmp_path, fresh_database_url):
+@pytest.mark.parametrize("get_model, index, before", COVERING_INDEXES)
+def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(
+    tmp_path, fresh_database_url, get_model, index, before
+):
     """``CREATE INDEX CONCURRENTLY`` interrupted leaves an invalid index; ``IF NOT EXISTS`` alone
     would keep it, and the planner never uses an invalid index. The next ``migrate`` replaces it."""
     if connection.vendor != "postgresql":
@@ -133,7 +144,7 @@ def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(tmp_path, 
     import psycopg
 
     env = dict(os.environ, DATA_DIR=str(tmp_path), DATABASE_URL=fresh_database_url)
-    index = "oauth_provider_accesstoken_id_expires"
+    table = get_model()._meta.db_table
 
     def migrate(*target: str) -> None:
         argv = [sys.executable, "manage.py", "migrate", *target, "-v0"]
@@ -150,10 +161,10 @@ def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(tmp_path, 
 
     migrate()
     assert validity() == [True]
-    migrate("oauth_provider", "0005")
+    migrate("oauth_provider", before)
     assert validity() == []
     # What an interrupted build leaves: an index under that name, marked invalid.
-    sql(f"CREATE INDEX {index} ON oauth_provider_accesstoken (id)")
+    sql(f"CREATE INDEX {index} ON {table} (id)")
     sql(f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass")
     assert validity() == [False]
     migrate()

@@ -1,0 +1,61 @@
+"""PostgreSQL: an index of a table's primary key that carries ``expires`` (``INCLUDE``).
+
+A cleanup with nothing to delete still has to show, for rules 4 and 5, that every expired row is
+kept by a row pointing at it: a merge of the table's keys with the other table's index of its
+link. Through the primary key that merge reads every expired row's ``expires`` from the table;
+with this index both sides of the merge are index-only scans. The migrations that create such an
+index (``0006`` for access tokens, ``0007`` for ID tokens) call these functions.
+
+The index exists on PostgreSQL only, and only in the database: no model declares it, since a
+covering index would be a plain duplicate of the primary key on MySQL, MariaDB (where InnoDB
+already carries the key in the ``expires`` index) and SQLite. It is built ``CONCURRENTLY`` (the
+migrations are not atomic), so writes to a large table go on while it builds; an invalid index
+left by an interrupted build is dropped and built again when the migration runs again. A swapped
+model has no table here: nothing is done.
+
+Django's migration loader skips modules whose name starts with an underscore, so this is no
+migration of its own.
+"""
+
+from __future__ import annotations
+
+
+def _table(apps, schema_editor, model_name: str) -> str | None:
+    connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return None
+    table = apps.get_model("oauth_provider", model_name)._meta.db_table
+    with connection.cursor() as cursor:
+        if table not in connection.introspection.table_names(cursor):
+            return None  # a swapped model: the project's own table, not created here
+    return table
+
+
+def create(apps, schema_editor, model_name: str, index_name: str) -> None:
+    """Build the index of ``model_name``'s key carrying ``expires``, replacing an invalid one."""
+    table = _table(apps, schema_editor, model_name)
+    if table is None:
+        return
+    model = apps.get_model("oauth_provider", model_name)
+    quote = schema_editor.quote_name
+    key, expires = model._meta.pk.column, model._meta.get_field("expires").column
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname = %s AND pg_table_is_visible(c.oid)",
+            [index_name],
+        )
+        found = cursor.fetchone()
+    if found and not found[0]:
+        # An interrupted concurrent build leaves an invalid index that IF NOT EXISTS would keep.
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(index_name)}")
+    schema_editor.execute(
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(index_name)} "
+        f"ON {quote(table)} ({quote(key)}) INCLUDE ({quote(expires)})"
+    )
+
+
+def drop(apps, schema_editor, model_name: str, index_name: str) -> None:
+    if _table(apps, schema_editor, model_name) is None:
+        return
+    schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index_name)}")
