@@ -42,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_COUNT_CACHE_SECONDS": 60,
     # Health: an exact count stops at this many rows; above it, PostgreSQL's planner estimate is used.
     "HEALTH_EXACT_COUNT_LIMIT": 100_000,
+    # Health and a run's estimate: PostgreSQL gives up an exact count after this many seconds and
+    # uses the planner's estimate (0: no time limit). A count that finds few rows in a big table
+    # walks every row it rejects, whatever the row limit.
+    "HEALTH_EXACT_COUNT_SECONDS": 0.1,
     # Health: anonymous callers see statuses only; staff always see the numbers.
     "HEALTH_PUBLIC_DETAILS": False,
     # Audit: access tokens created longer ago than this and still valid are reported.
@@ -94,6 +98,7 @@ _NON_NEGATIVE_NUMBERS = {
     "HEALTH_BROKER_TIMEOUT_SECONDS",
     "HEALTH_COUNT_CACHE_SECONDS",
     "HEALTH_EXACT_COUNT_LIMIT",
+    "HEALTH_EXACT_COUNT_SECONDS",
     "AUDIT_ACCESS_TOKEN_AGE_DAYS",
     "AUDIT_UNUSED_REFRESH_TOKEN_DAYS",
 }

@@ -12,7 +12,8 @@ Counting stays cheap on large tables:
 * PostgreSQL: the table total is the planner's estimate (``pg_class.reltuples``) once it exceeds
   ``HEALTH_EXACT_COUNT_LIMIT``, an exact count below it; the expired rows are counted over the
   ``expires`` index in a ``LIMIT``-ed subquery, so the count stops after ``HEALTH_EXACT_COUNT_LIMIT``
-  rows, and beyond that the planner's row estimate of the same range (``EXPLAIN``) is used.
+  rows or ``HEALTH_EXACT_COUNT_SECONDS``, and beyond that the planner's row estimate of the same
+  range (``EXPLAIN``) is used.
   Every table section says whether its numbers are ``exact``.
 * The counts of either database are cached for ``HEALTH_COUNT_CACHE_SECONDS`` in Django's cache.
 """
@@ -180,7 +181,8 @@ def count_rows(model: type[Model], stale: Q, using: str = "default") -> dict[str
             if total > limit:
                 total = max(total, estimate or 0)
                 exact = False
-        stale_count, stale_exact = bounded_count(manager.filter(stale), limit)
+        seconds = float(maintenance_settings.HEALTH_EXACT_COUNT_SECONDS)
+        stale_count, stale_exact = bounded_count(manager.filter(stale), limit, seconds)
         exact = exact and stale_exact
     # An estimated total can lag behind an exact stale count; the ratio never exceeds 1.
     total = max(total, stale_count)

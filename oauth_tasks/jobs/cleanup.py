@@ -86,8 +86,11 @@ class CleanupJob(Job):
         """What a dry run would count per phase (PostgreSQL: the planner's estimate on big tables)."""
         plan = self.plan(params, cutoff)
         exact_up_to = int(maintenance_settings.HEALTH_EXACT_COUNT_LIMIT)
+        seconds = float(maintenance_settings.HEALTH_EXACT_COUNT_SECONDS)
         counts = cleanup.phase_counts(
-            plan, tuple(self.phases(params)), count=lambda rows: bounded_count(rows, exact_up_to)[0]
+            plan,
+            tuple(self.phases(params)),
+            count=lambda rows: bounded_count(rows, exact_up_to, seconds)[0],
         )
         if params.get("limit") is not None:
             # The run stops at the limit: so does its estimate, phase after phase.
