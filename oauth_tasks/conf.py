@@ -42,9 +42,10 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_COUNT_CACHE_SECONDS": 60,
     # Health: an exact count stops at this many rows; above it, PostgreSQL's planner estimate is used.
     "HEALTH_EXACT_COUNT_LIMIT": 100_000,
-    # Health and a run's estimate: PostgreSQL gives up an exact count after this many seconds and
-    # uses the planner's estimate (0: no time limit). A count that finds few rows in a big table
-    # walks every row it rejects, whatever the row limit.
+    # Health and a run's estimate: an exact count gives up after this many seconds (0: no time
+    # limit); PostgreSQL then uses the planner's estimate, and a run's estimate on MySQL or MariaDB
+    # leaves that phase unknown. A count that finds few rows in a big table walks every row it
+    # rejects, whatever the row limit.
     "HEALTH_EXACT_COUNT_SECONDS": 0.1,
     # Health: anonymous callers see statuses only; staff always see the numbers.
     "HEALTH_PUBLIC_DETAILS": False,

@@ -5,7 +5,8 @@ estimate (``EXPLAIN``, nothing executed) stands in, so the health check and a ru
 estimate never scan a huge table. The row limit alone did not bound the work: a count that finds
 few rows walks all the rows its filter has to reject, and a cleanup's rules 4 and 5 with nothing to
 delete compare every expired token with the tokens pointing at it (2 s at 3M access tokens, four
-times the run it was estimating). Other databases have no such estimate and count exactly.
+times the run it was estimating). MySQL and MariaDB have no such estimate: they count exactly, and a
+count stopped by its time limit is unknown. SQLite counts exactly.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from django.db.models import QuerySet
 
 #: PostgreSQL's SQLSTATE for a statement cancelled by ``statement_timeout``.
 QUERY_CANCELED = "57014"
+#: The errors of a statement stopped by its time limit: MariaDB's ``max_statement_time`` (1969),
+#: MySQL's ``MAX_EXECUTION_TIME`` (3024).
+MYSQL_TIMEOUTS = (1969, 3024)
 
 
 def planner_rows(queryset: QuerySet) -> int:
@@ -30,15 +34,17 @@ def planner_rows(queryset: QuerySet) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def bounded_count(queryset: QuerySet, limit: int, seconds: float = 0.0) -> tuple[int, bool]:
-    """``(rows, exact)``: on PostgreSQL the exact count up to ``limit`` rows and within ``seconds``
-    (0: no time bound), else the planner's estimate."""
+def bounded_count(queryset: QuerySet, limit: int, seconds: float = 0.0) -> tuple[int | None, bool]:
+    """``(rows, exact)``: the exact count up to ``limit`` rows and within ``seconds`` (0: no time
+    bound); past either, PostgreSQL's planner estimate. MySQL and MariaDB count without a row limit
+    and have no such estimate: past ``seconds`` the rows are unknown, ``(None, False)``."""
     connection = connections[queryset.db]
     if connection.vendor != "postgresql":
-        return queryset.count(), True
+        count = count_within(queryset, seconds) if seconds > 0 else queryset.count()
+        return count, count is not None
     rows = queryset.values("pk")[: limit + 1]
     if seconds > 0:
-        count = _count_within(rows, seconds)
+        count = count_within(rows, seconds)
         if count is None:
             return planner_rows(queryset), False
     else:
@@ -48,14 +54,20 @@ def bounded_count(queryset: QuerySet, limit: int, seconds: float = 0.0) -> tuple
     return max(planner_rows(queryset), limit), False
 
 
-def _count_within(rows: QuerySet, seconds: float) -> int | None:
-    """``rows.count()``, or None when it took longer than ``seconds`` (PostgreSQL).
+def count_within(rows: QuerySet, seconds: float) -> int | None:
+    """``rows.count()``, or None when the database stopped it after ``seconds``.
 
-    The timeout holds for the count alone: it is set in a savepoint (or a transaction of its own)
-    and put back to what it was afterwards, so an enclosing transaction keeps its own; a cancelled
-    count rolls back only its savepoint.
+    PostgreSQL: ``statement_timeout``, set in a savepoint (or a transaction of its own) and put back
+    to what it was afterwards, so an enclosing transaction keeps its own; a cancelled count rolls
+    back only its savepoint. MariaDB: ``SET STATEMENT max_statement_time=... FOR`` the count alone;
+    MySQL: the ``MAX_EXECUTION_TIME`` hint of the count alone; a stopped ``SELECT`` leaves the
+    transaction as it was. SQLite: counted without a limit.
     """
     connection = connections[rows.db]
+    if connection.vendor == "mysql":
+        return _mysql_count_within(rows, seconds)
+    if connection.vendor != "postgresql":
+        return rows.count()
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('statement_timeout')")
         (previous,) = cursor.fetchone()
@@ -72,3 +84,22 @@ def _count_within(rows: QuerySet, seconds: float) -> int | None:
         if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
             raise
         return None  # the savepoint's rollback took its timeout with it
+
+
+def _mysql_count_within(rows: QuerySet, seconds: float) -> int | None:
+    connection = connections[rows.db]
+    sql, params = rows.values("pk").query.get_compiler(rows.db).as_sql()
+    if connection.mysql_is_mariadb:
+        statement = f"SET STATEMENT max_statement_time={seconds:.3f} FOR SELECT COUNT(*) FROM ({sql}) c"
+    else:
+        milliseconds = max(1, round(seconds * 1000))
+        statement = f"SELECT /*+ MAX_EXECUTION_TIME({milliseconds}) */ COUNT(*) FROM ({sql}) c"
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return int(cursor.fetchone()[0])
+    except OperationalError as exc:
+        code = exc.__cause__.args[0] if exc.__cause__ is not None and exc.__cause__.args else None
+        if code not in MYSQL_TIMEOUTS:
+            raise
+        return None

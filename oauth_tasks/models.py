@@ -228,8 +228,12 @@ class MaintenanceRun(models.Model):
 
     @property
     def estimated_total(self) -> int | None:
-        """Rows the whole run was expected to process; None when the job gave no estimate."""
-        values = [v for v in (self.estimated_counts or {}).values() if isinstance(v, int)]
+        """Rows the whole run was expected to process; None when the job gave no estimate, or when
+        a phase's count was unknown (stopped by its time limit on MySQL or MariaDB)."""
+        estimates = list((self.estimated_counts or {}).values())
+        if any(v is None for v in estimates):
+            return None
+        values = [v for v in estimates if isinstance(v, int)]
         return sum(values) if values else None
 
     def progress(self) -> dict:

@@ -82,8 +82,9 @@ class CleanupJob(Job):
     def plan(self, params: dict[str, Any], cutoff: datetime) -> cleanup.CleanupPlan:
         return cleanup.CleanupPlan.from_settings(cutoff, keep_if_younger=params.get("keep_if_younger"))
 
-    def estimate(self, params: dict[str, Any], cutoff: datetime) -> dict[str, int]:
-        """What a dry run would count per phase (PostgreSQL: the planner's estimate on big tables)."""
+    def estimate(self, params: dict[str, Any], cutoff: datetime) -> dict[str, int | None]:
+        """What a dry run would count per phase: exact where counting is quick, else PostgreSQL's
+        planner estimate, or None (unknown) on MySQL and MariaDB (``oauth_tasks.counting``)."""
         plan = self.plan(params, cutoff)
         exact_up_to = int(maintenance_settings.HEALTH_EXACT_COUNT_LIMIT)
         seconds = float(maintenance_settings.HEALTH_EXACT_COUNT_SECONDS)
@@ -96,6 +97,8 @@ class CleanupJob(Job):
             # The run stops at the limit: so does its estimate, phase after phase.
             left = params["limit"]
             for phase, count in counts.items():
+                if count is None:
+                    continue
                 counts[phase] = min(count, left)
                 left -= counts[phase]
         return counts
