@@ -11,17 +11,6 @@ from django.db import migrations
 
 from . import _covering_index
 
-MODEL = "AccessToken"
-INDEX_NAME = "oauth_provider_accesstoken_id_expires"
-
-
-def create_index(apps, schema_editor) -> None:
-    _covering_index.create(apps, schema_editor, MODEL, INDEX_NAME)
-
-
-def drop_index(apps, schema_editor) -> None:
-    _covering_index.drop(apps, schema_editor, MODEL, INDEX_NAME)
-
 
 class Migration(migrations.Migration):
     atomic = False
@@ -31,5 +20,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(create_index, drop_index, elidable=False),
+        _covering_index.operation("AccessToken", "oauth_provider_accesstoken_id_expires"),
     ]

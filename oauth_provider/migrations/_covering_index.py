@@ -4,7 +4,7 @@ A cleanup with nothing to delete still has to show, for rules 4 and 5, that ever
 kept by a row pointing at it: a merge of the table's keys with the other table's index of its
 link. Through the primary key that merge reads every expired row's ``expires`` from the table;
 with this index both sides of the merge are index-only scans. The migrations that create such an
-index (``0006`` for access tokens, ``0007`` for ID tokens) call these functions.
+index (``0006`` for access tokens, ``0007`` for ID tokens) each hold one :func:`operation`.
 
 The index exists on PostgreSQL only, and only in the database: no model declares it, since a
 covering index would be a plain duplicate of the primary key on MySQL, MariaDB (where InnoDB
@@ -18,6 +18,10 @@ migration of its own.
 """
 
 from __future__ import annotations
+
+from functools import partial
+
+from django.db import migrations
 
 
 def _table(apps, schema_editor, model_name: str) -> str | None:
@@ -59,3 +63,12 @@ def drop(apps, schema_editor, model_name: str, index_name: str) -> None:
     if _table(apps, schema_editor, model_name) is None:
         return
     schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(index_name)}")
+
+
+def operation(model_name: str, index_name: str) -> migrations.RunPython:
+    """The migration operation that builds (and, backwards, drops) ``model_name``'s index."""
+    return migrations.RunPython(
+        partial(create, model_name=model_name, index_name=index_name),
+        partial(drop, model_name=model_name, index_name=index_name),
+        elidable=False,
+    )
