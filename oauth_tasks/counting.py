@@ -38,52 +38,43 @@ def bounded_count(queryset: QuerySet, limit: int, seconds: float = 0.0) -> tuple
     """``(rows, exact)``: the exact count up to ``limit`` rows and within ``seconds`` (0: no time
     bound); past either, PostgreSQL's planner estimate. MySQL and MariaDB count without a row limit
     and have no such estimate: past ``seconds`` the rows are unknown, ``(None, False)``."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        count = count_within(queryset, seconds) if seconds > 0 else queryset.count()
+    if connections[queryset.db].vendor != "postgresql":
+        count = count_within(queryset, seconds)
         return count, count is not None
-    rows = queryset.values("pk")[: limit + 1]
-    if seconds > 0:
-        count = count_within(rows, seconds)
-        if count is None:
-            return planner_rows(queryset), False
-    else:
-        count = rows.count()
+    count = count_within(queryset.values("pk")[: limit + 1], seconds)
+    if count is None:
+        return planner_rows(queryset), False
     if count <= limit:
         return count, True
     return max(planner_rows(queryset), limit), False
 
 
 def count_within(rows: QuerySet, seconds: float) -> int | None:
-    """``rows.count()``, or None when the database stopped it after ``seconds``.
+    """``rows.count()``, or None when the database stopped it after ``seconds`` (0: no limit).
 
-    PostgreSQL: ``statement_timeout``, set in a savepoint (or a transaction of its own) and put back
-    to what it was afterwards, so an enclosing transaction keeps its own; a cancelled count rolls
-    back only its savepoint. MariaDB: ``SET STATEMENT max_statement_time=... FOR`` the count alone;
-    MySQL: the ``MAX_EXECUTION_TIME`` hint of the count alone; a stopped ``SELECT`` leaves the
-    transaction as it was. SQLite: counted without a limit.
+    PostgreSQL: ``statement_timeout`` set in a savepoint (or a transaction of its own) that is
+    always rolled back, the count being read-only, so the setting ends with it and an enclosing
+    transaction keeps its own. MariaDB: ``SET STATEMENT max_statement_time=... FOR`` the count
+    alone; MySQL: the ``MAX_EXECUTION_TIME`` hint of the count alone; a stopped ``SELECT`` leaves
+    the transaction as it was. SQLite: counted without a limit.
     """
     connection = connections[rows.db]
+    if seconds <= 0 or connection.vendor not in ("postgresql", "mysql"):
+        return rows.count()
     if connection.vendor == "mysql":
         return _mysql_count_within(rows, seconds)
-    if connection.vendor != "postgresql":
-        return rows.count()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('statement_timeout')")
-        (previous,) = cursor.fetchone()
     milliseconds = max(1, round(seconds * 1000))
     try:
         with transaction.atomic(using=rows.db):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{milliseconds}ms"])
             count = rows.count()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
+            transaction.set_rollback(True, using=rows.db)  # takes the timeout with it
             return count
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
             raise
-        return None  # the savepoint's rollback took its timeout with it
+        return None
 
 
 def _mysql_count_within(rows: QuerySet, seconds: float) -> int | None:
