@@ -98,11 +98,11 @@ def populated(settings):
     return access[1]
 
 
-def plan_of(sql: str) -> list[dict]:
+def plan_of(sql: str, params: tuple | list = ()) -> list[dict]:
     """The access of each table in ``sql``'s plan: ``{"table", "type", "key", "possible_keys"}``."""
     with connection.cursor() as cur:
         if connection.vendor == "mysql":
-            cur.execute("EXPLAIN " + sql)
+            cur.execute("EXPLAIN " + sql, params or None)
             columns = [c[0].lower() for c in cur.description]
             rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
             return [
@@ -115,7 +115,7 @@ def plan_of(sql: str) -> list[dict]:
                 for row in rows
                 if row["table"] and not row["table"].startswith("<")
             ]
-        cur.execute("EXPLAIN (FORMAT JSON) " + sql)
+        cur.execute("EXPLAIN (FORMAT JSON) " + sql, params or None)
         found = []
 
         def walk(node: dict) -> None:
@@ -333,3 +333,30 @@ def test_the_window_of_rules_4_and_5_reads_keys_and_expiry_from_an_index_alone(p
         assert node["Node Type"] == "Index Only Scan", node
         assert node["Index Name"] == index, node
         assert node["Heap Fetches"] == 0, node
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the partial index exists on PostgreSQL only")
+def test_the_first_window_of_rule_2_reads_the_orphans_index_not_the_primary_key(populated):
+    """Rule 2's first window has no cursor. Through the primary key it walked every live and
+    revoked refresh token below the first orphan (migration 0008); the partial index holds the
+    orphans alone, so the window reads it and nothing else of the table."""
+    model = cleanup.phase_model(cleanup.ORPHANED_REFRESH_TOKENS)
+    table = model._meta.db_table
+    with connection.cursor() as cur:
+        cur.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")
+    plan = cleanup.CleanupPlan.from_settings()
+    rows = model._base_manager.filter(cleanup.phase_predicate(cleanup.ORPHANED_REFRESH_TOKENS, plan))
+    assert rows.exists()
+    window = cleanup._window_query(rows, None, 100)
+    sql, params = window.query.get_compiler("default").as_sql()
+    with connection.cursor() as cur:
+        cur.execute("SET enable_seqscan = off")
+        cur.execute("SET enable_bitmapscan = off")
+        try:
+            steps = plan_of(sql, params)
+        finally:
+            cur.execute("RESET enable_seqscan")
+            cur.execute("RESET enable_bitmapscan")
+    reads = [step for step in steps if step["table"] == table]
+    assert reads, steps
+    assert all(step["key"] == "oauth_provider_refreshtoken_orphaned" for step in reads), steps

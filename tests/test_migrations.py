@@ -109,16 +109,24 @@ def test_a_project_can_swap_the_application_model(tmp_path):
     ]
 
 
-#: The indexes of a key carrying ``expires`` (PostgreSQL only): model, index, the migration before.
-COVERING_INDEXES = [
-    pytest.param(get_access_token_model, "oauth_provider_accesstoken_id_expires", "0005", id="access"),
-    pytest.param(get_id_token_model, "oauth_provider_idtoken_id_expires", "0006", id="id"),
+#: The indexes only PostgreSQL gets (``migrations/_postgresql_index.py``): model, index, the end
+#: of its definition, the migration before the one that builds it.
+KEY_WITH_EXPIRY = "(id) INCLUDE (expires)"
+ORPHANED = "(id) WHERE ((access_token_id IS NULL) AND (revoked IS NULL))"
+POSTGRESQL_INDEXES = [
+    pytest.param(
+        get_access_token_model, "oauth_provider_accesstoken_id_expires", KEY_WITH_EXPIRY, "0005", id="access"
+    ),
+    pytest.param(get_id_token_model, "oauth_provider_idtoken_id_expires", KEY_WITH_EXPIRY, "0006", id="id"),
+    pytest.param(
+        get_refresh_token_model, "oauth_provider_refreshtoken_orphaned", ORPHANED, "0007", id="orphaned"
+    ),
 ]
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("get_model, index, _before", COVERING_INDEXES)
-def test_tokens_have_a_key_index_carrying_the_expiry_on_postgresql_only(get_model, index, _before):
+@pytest.mark.parametrize("get_model, index, ending, _before", POSTGRESQL_INDEXES)
+def test_token_tables_have_their_postgresql_only_indexes_there_alone(get_model, index, ending, _before):
     table = get_model()._meta.db_table
     with connection.cursor() as cursor:
         indexes = connection.introspection.get_constraints(cursor, table)
@@ -128,14 +136,14 @@ def test_tokens_have_a_key_index_carrying_the_expiry_on_postgresql_only(get_mode
                 [table, index],
             )
             (definition,) = cursor.fetchone()
-            assert definition.endswith("(id) INCLUDE (expires)"), definition
+            assert definition.endswith(ending), definition
         else:
             assert index not in indexes
 
 
-@pytest.mark.parametrize("get_model, index, before", COVERING_INDEXES)
+@pytest.mark.parametrize("get_model, index, ending, before", POSTGRESQL_INDEXES)
 def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(
-    tmp_path, fresh_database_url, get_model, index, before
+    tmp_path, fresh_database_url, get_model, index, ending, before
 ):
     """``CREATE INDEX CONCURRENTLY`` interrupted leaves an invalid index; ``IF NOT EXISTS`` alone
     would keep it, and the planner never uses an invalid index. The next ``migrate`` replaces it."""
@@ -170,4 +178,4 @@ def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(
     migrate()
     assert validity() == [True]
     ((definition,),) = sql(f"SELECT indexdef FROM pg_indexes WHERE indexname = '{index}'")
-    assert definition.endswith("(id) INCLUDE (expires)"), definition
+    assert definition.endswith(ending), definition
