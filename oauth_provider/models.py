@@ -2,8 +2,9 @@
 
 Each model has an abstract base and a concrete, swappable class, with the fields and relations of
 django-oauth-toolkit 3.x. On top of those, the indexes that a cleanup by expiry and a revocation by
-user or application need, so that neither scans a table. PostgreSQL also gets two indexes no model
-declares: access tokens' and ID tokens' keys carrying ``expires`` (migrations 0006 and 0007).
+user or application need, so that neither scans a table. PostgreSQL also gets three indexes no model
+declares: access tokens' and ID tokens' keys carrying ``expires`` (migrations 0006 and 0007), and
+the keys of the orphaned refresh tokens rule 2 deletes (0008).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ Two kinds, each created by migrations that hold one :func:`operation`:
 
 The indexes exist on PostgreSQL only, and only in the database: no model declares them, since a
 covering index would be a plain duplicate of the primary key on MySQL, MariaDB (where InnoDB
-already carries the key in the ``expires`` index) and SQLite, and MySQL and MariaDB have no partial
-indexes (InnoDB finds the orphans through the ``access_token`` index, whose entries carry the key
-in order). Each is built ``CONCURRENTLY`` (the migrations are not atomic), so writes to a large
+already carries the key in the ``expires`` index) and SQLite, and a partial index declared on a
+model makes Django warn on every command run against MySQL or MariaDB, which have none (W037;
+SQLite's small tables do not need it). Each is built ``CONCURRENTLY`` (the migrations are not atomic), so writes to a large
 table go on while it builds; an invalid index left by an interrupted build is dropped and built
 again when the migration runs again. A swapped model has no table here: nothing is done.
 
