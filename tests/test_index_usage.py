@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -134,6 +135,20 @@ def plan_of(sql: str, params: tuple | list = ()) -> list[dict]:
         document = cur.fetchone()[0]
         walk((json.loads(document) if isinstance(document, str) else document)[0]["Plan"])
         return found
+
+
+@contextmanager
+def indexes_only():
+    """PostgreSQL plans a few thousand rows cheapest read whole: make it choose among its indexes."""
+    with connection.cursor() as cur:
+        cur.execute("SET enable_seqscan = off")
+        cur.execute("SET enable_bitmapscan = off")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("RESET enable_seqscan")
+            cur.execute("RESET enable_bitmapscan")
 
 
 def full_scans(plan: list[dict]) -> list[dict]:
@@ -313,15 +328,9 @@ def test_the_window_of_rules_4_and_5_reads_keys_and_expiry_from_an_index_alone(p
     rows = model._base_manager.filter(cleanup.phase_predicate(phase, plan))
     window = cleanup._window_query(rows, None, 100)
     sql, params = window.query.get_compiler("default").as_sql()
-    with connection.cursor() as cur:
-        cur.execute("SET enable_seqscan = off")
-        cur.execute("SET enable_bitmapscan = off")
-        try:
-            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
-            document = cur.fetchone()[0]
-        finally:
-            cur.execute("RESET enable_seqscan")
-            cur.execute("RESET enable_bitmapscan")
+    with indexes_only(), connection.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        document = cur.fetchone()[0]
     nodes, todo = [], [(json.loads(document) if isinstance(document, str) else document)[0]["Plan"]]
     while todo:
         node = todo.pop()
@@ -349,14 +358,8 @@ def test_the_first_window_of_rule_2_reads_the_orphans_index_not_the_primary_key(
     assert rows.exists()
     window = cleanup._window_query(rows, None, 100)
     sql, params = window.query.get_compiler("default").as_sql()
-    with connection.cursor() as cur:
-        cur.execute("SET enable_seqscan = off")
-        cur.execute("SET enable_bitmapscan = off")
-        try:
-            steps = plan_of(sql, params)
-        finally:
-            cur.execute("RESET enable_seqscan")
-            cur.execute("RESET enable_bitmapscan")
+    with indexes_only():
+        steps = plan_of(sql, params)
     reads = [step for step in steps if step["table"] == table]
     assert reads, steps
     assert all(step["key"] == "oauth_provider_refreshtoken_orphaned" for step in reads), steps
