@@ -3,8 +3,8 @@
 Rule 4's window, with nothing to delete, merges the expired access tokens' keys with the refresh
 tokens' ``access_token_id`` index. Through the primary key that merge read every row's
 ``expires`` from the table (at 3M access tokens, 1.59M heap visits, about two thirds of the run);
-with this index both sides are index-only scans. See ``_postgresql_index`` for where
-the index exists and how it is built.
+with this index both sides are index-only scans. See ``_postgresql_index`` for where the
+index exists and how it is built.
 """
 
 from django.db import migrations

@@ -12,13 +12,14 @@ Two kinds, each created by migrations that hold one :func:`operation`:
   cursor yet, walks the primary key from the start and reads every live and revoked refresh token
   below the first orphan. The index holds the orphans alone, so it costs nothing to keep up.
 
-The indexes exist on PostgreSQL only, and only in the database: no model declares them, since a
+The indexes exist on PostgreSQL only, and only in the database: no model declares them. A
 covering index would be a plain duplicate of the primary key on MySQL, MariaDB (where InnoDB
-already carries the key in the ``expires`` index) and SQLite, and a partial index declared on a
-model makes Django warn on every command run against MySQL or MariaDB, which have none (W037;
-SQLite's small tables do not need it). Each is built ``CONCURRENTLY`` (the migrations are not atomic), so writes to a large
-table go on while it builds; an invalid index left by an interrupted build is dropped and built
-again when the migration runs again. A swapped model has no table here: nothing is done.
+already carries the key in the ``expires`` index) and SQLite; a partial index declared on a model
+makes Django warn on every command run against MySQL or MariaDB, which have none (W037), and
+SQLite's small tables do not need it. Each is built ``CONCURRENTLY`` (the migrations are not
+atomic), so writes to a large table go on while it builds; an invalid index left by an interrupted
+build is dropped and built again when the migration runs again. A swapped model has no table here:
+nothing is done.
 
 Django's migration loader skips modules whose name starts with an underscore, so this is no
 migration of its own.
